@@ -1,0 +1,2 @@
+//! Shared helpers for podvisor's integration tests.
+#![forbid(unsafe_code)]
