@@ -1,14 +1,27 @@
 //! podvisor: the static-pod supervisor binary (agent, shim and CLI clients).
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Run Kubernetes static pods with no containerd, runc or kubelet.
 #[derive(Debug, Parser)]
 #[command(name = "podvisor", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One variant per subcommand; each lives in its own module of the library.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print podvisor's version.
+    Version,
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
+    }
     Ok(())
 }

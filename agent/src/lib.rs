@@ -1,0 +1,5 @@
+//! podvisor: manifests, pods, supervision, shim, probes, logs, local API, mirror pods and CLI.
+//!
+//! The binary (`main.rs`) is a thin command-line front end over these modules, so the
+//! integration tests in `tests/` can drive the same code.
+#![forbid(unsafe_code)]
