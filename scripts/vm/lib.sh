@@ -89,15 +89,18 @@ need_oci() {
 
 # oci ARGS...: run the runtime CLI with the scenario's state root; on failure, fail with its
 # exit status and error output so the result line names the unsupported verb or flag.
+# Its stderr goes to a file of its own (oci-N-VERB.err): a container inherits the stderr of
+# `create`/`run` and keeps writing there, so files are never reused. The runner prints them
+# when a scenario fails.
 oci() {
+	_n=$((${_oci_calls:-0} + 1))
+	_oci_calls=$_n
+	_err=$VMTEST_WORK/oci-$_n-$1.err
 	echo "+ $OCI $*"
-	_err=$VMTEST_WORK/oci.err
 	if "$OCI" --root "$OCI_ROOT" "$@" 2>"$_err"; then
-		cat "$_err"
 		return 0
 	else
 		_rc=$?
-		cat "$_err"
 		fail "$OCI $1 ${2:-} failed (exit $_rc): $(tail -n 3 "$_err" | tr '\n' ' ')"
 	fi
 }
@@ -131,6 +134,25 @@ make_rootfs() {
 	echo "root:x:0:" >"$ROOTFS/etc/group"
 }
 
+# make_rootfs_with DIR FILE...: a copy of the busybox rootfs in DIR plus FILEs (VM paths, kept
+# at the same path) and the shared libraries they need (copied into the image by the host).
+make_rootfs_with() {
+	make_rootfs
+	_d=$1
+	shift
+	rm -rf "$_d"
+	cp -a "$ROOTFS" "$_d"
+	for _f in "$@"; do
+		mkdir -p "$_d${_f%/*}"
+		cp "$_f" "$_d$_f" || fail "copy $_f into $_d failed"
+	done
+	for _f in /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/libc.so.6; do
+		[ -e "$_f" ] || continue
+		mkdir -p "$_d${_f%/*}"
+		cp "$_f" "$_d$_f"
+	done
+}
+
 # cgroup_of ID: the container's cgroup directory as the VM sees it (bundles use /vmtest/NAME/ID).
 cgroup_of() {
 	echo "$CG/vmtest/$VMTEST_NAME/$1"
@@ -139,8 +161,11 @@ cgroup_of() {
 # make_bundle ID ARGS_JSON RESOURCES_JSON [NAMESPACES_JSON]: a bundle directory with a
 # runc-shaped config.json over the shared busybox rootfs, its cgroup at /vmtest/NAME/ID.
 # Prints the bundle path. The default namespaces are runc's (pid ipc uts mount network cgroup).
+# Optional variables: BUNDLE_ROOTFS (another root, e.g. from make_rootfs_with),
+# BUNDLE_MOUNTS (more mount objects, each preceded by a comma).
 make_bundle() {
 	make_rootfs
+	_root=${BUNDLE_ROOTFS:-$ROOTFS}
 	_b=$VMTEST_WORK/bundles/$1
 	_ns=${4:-'[{"type":"pid"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"network"},{"type":"cgroup"}]'}
 	_caps='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW","CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT","CAP_KILL","CAP_AUDIT_WRITE"]'
@@ -158,7 +183,7 @@ make_bundle() {
     "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
     "noNewPrivileges": true
   },
-  "root": {"path": "$ROOTFS", "readonly": true},
+  "root": {"path": "$_root", "readonly": true},
   "hostname": "$1",
   "mounts": [
     {"destination": "/proc", "type": "proc", "source": "proc"},
@@ -169,6 +194,7 @@ make_bundle() {
     {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
     {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
     {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}
+    ${BUNDLE_MOUNTS:-}
   ],
   "linux": {
     "cgroupsPath": "/vmtest/$VMTEST_NAME/$1",
