@@ -32,7 +32,6 @@ thr1=$(keyed_value "$cg/cpu.stat" nr_throttled)
 use1=$(keyed_value "$cg/cpu.stat" usage_usec)
 t1=$(awk '{ printf "%d", $1 * 1000000 }' /proc/uptime)
 cat "$cg/cpu.stat"
-expect_ge 1 "$thr0" "nr_throttled after start"
 expect_ge $((thr0 + 5)) "$thr1" "nr_throttled 3 s later (was $thr0)"
 # A quota of 20% of one CPU: usage over the window stays well under half of it.
 pct=$(((use1 - use0) * 100 / (t1 - t0)))
