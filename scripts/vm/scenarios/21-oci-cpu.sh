@@ -6,12 +6,13 @@
 
 need_oci
 # shares -> cpu.weight, computed on the host with the formulas (see VMTEST_CPU_WEIGHT):
-#   quadratic (runc >= 1.3.2, crun >= 1.23, systemd's mapping of 1024 to 100):
+#   linear (the kubelet's getCPUWeight for pod and QoS cgroups, runc < 1.3.2, crun < 1.23,
+#     Debian's crun; podvisor's choice): weight = 1 + ((shares - 2) * 9999) / 262142
+#   quadratic (runc >= 1.3.2, crun >= 1.23, mapping 1024 to 100 like systemd):
 #     l = log2(shares); weight = ceil(10^((l^2 + 125 l) / 612 - 7/34))
-#   linear (runc < 1.3.2, crun < 1.23): weight = 1 + ((shares - 2) * 9999) / 262142
-case "${VMTEST_CPU_WEIGHT:-quadratic}" in
-linear) w1024=39 w512=20 ;;
-*) w1024=100 w512=59 ;;
+case "${VMTEST_CPU_WEIGHT:-linear}" in
+quadratic) w1024=100 w512=59 ;;
+*) w1024=39 w512=20 ;;
 esac
 
 step "busy loop with quota 20000 period 100000 shares 1024"
@@ -22,7 +23,7 @@ oci create --bundle "$b" cpu-busy
 oci start cpu-busy
 wait_until 20 "cpu-busy to run" status_is cpu-busy running
 expect_eq "20000 100000" "$(read_file "$cg/cpu.max")" "cpu.max"
-expect_eq "$w1024" "$(read_file "$cg/cpu.weight")" "cpu.weight for shares 1024 (${VMTEST_CPU_WEIGHT:-quadratic})"
+expect_eq "$w1024" "$(read_file "$cg/cpu.weight")" "cpu.weight for shares 1024 (${VMTEST_CPU_WEIGHT:-linear})"
 
 thr0=$(keyed_value "$cg/cpu.stat" nr_throttled)
 use0=$(keyed_value "$cg/cpu.stat" usage_usec)
