@@ -134,25 +134,6 @@ make_rootfs() {
 	echo "root:x:0:" >"$ROOTFS/etc/group"
 }
 
-# make_rootfs_with DIR FILE...: a copy of the busybox rootfs in DIR plus FILEs (VM paths, kept
-# at the same path) and the shared libraries they need (copied into the image by the host).
-make_rootfs_with() {
-	make_rootfs
-	_d=$1
-	shift
-	rm -rf "$_d"
-	cp -a "$ROOTFS" "$_d"
-	for _f in "$@"; do
-		mkdir -p "$_d${_f%/*}"
-		cp "$_f" "$_d$_f" || fail "copy $_f into $_d failed"
-	done
-	for _f in /lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/libc.so.6; do
-		[ -e "$_f" ] || continue
-		mkdir -p "$_d${_f%/*}"
-		cp "$_f" "$_d$_f"
-	done
-}
-
 # cgroup_of ID: the container's cgroup directory as the VM sees it (bundles use /vmtest/NAME/ID).
 cgroup_of() {
 	echo "$CG/vmtest/$VMTEST_NAME/$1"
@@ -161,7 +142,7 @@ cgroup_of() {
 # make_bundle ID ARGS_JSON RESOURCES_JSON [NAMESPACES_JSON]: a bundle directory with a
 # runc-shaped config.json over the shared busybox rootfs, its cgroup at /vmtest/NAME/ID.
 # Prints the bundle path. The default namespaces are runc's (pid ipc uts mount network cgroup).
-# Optional variables: BUNDLE_ROOTFS (another root, e.g. from make_rootfs_with),
+# Optional variables: BUNDLE_ROOTFS (another root, e.g. an unpacked image),
 # BUNDLE_MOUNTS (more mount objects, each preceded by a comma).
 make_bundle() {
 	make_rootfs

@@ -1,29 +1,31 @@
-# Scenario: a real control-plane workload under the runtime CLI. Debian's etcd runs in a
+# Scenario: a real control-plane workload under the runtime CLI. The etcd image built from
+# Debian's etcd-server (scripts/vm/build-etcd-image, unpacked on the host by umoci) runs in a
 # container (host network, data directory bind-mounted, a memory limit); etcdctl put/get
-# works from the VM; after the container is killed, a new one on the same data directory
+# works from the VM (the image's etcdctl); after the container is killed, a new one on the same data directory
 # serves the value again. (The agent's etcd static pod scenario adds probes and restarts.)
 # budget: 120
 # boot: runner
-# files: /usr/bin/etcd /usr/bin/etcdctl
+# prepare: scripts/vm/unpack-etcd-image "$OUT"
 
 need_oci
-root=$VMTEST_WORK/etcd-rootfs
+root=/vmtest/data/$VMTEST_NAME/rootfs
 data=$VMTEST_WORK/etcd-data
 mkdir -p "$data"
-make_rootfs_with "$root" /usr/bin/etcd
+[ -x "$root/usr/local/bin/etcd" ] || fail "no etcd in the unpacked image at $root"
+echo "image: $(cat "/vmtest/data/$VMTEST_NAME/image-name")"
 ep=http://127.0.0.1:2379
-etcd_args='["/usr/bin/etcd", "--name", "vm", "--data-dir", "/var/lib/etcd",
+etcd_args='["/usr/local/bin/etcd", "--name", "vm", "--data-dir", "/var/lib/etcd",
   "--listen-client-urls", "'$ep'", "--advertise-client-urls", "'$ep'",
   "--listen-peer-urls", "http://127.0.0.1:2380", "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
   "--initial-cluster", "vm=http://127.0.0.1:2380"]'
 # Host network: the namespaces without "network".
 ns='[{"type":"pid"},{"type":"ipc"},{"type":"uts"},{"type":"mount"},{"type":"cgroup"}]'
 res='{"memory": {"limit": 268435456}, "cpu": {"shares": 102}}'
-mkdir -p "$root/var/lib/etcd"
 export BUNDLE_ROOTFS=$root
 export BUNDLE_MOUNTS=', {"destination": "/var/lib/etcd", "type": "bind", "source": "'$data'", "options": ["rbind", "rw"]}'
 export ETCDCTL_API=3
-ctl() { etcdctl --endpoints="$ep" --command-timeout=5s "$@"; }
+# The image's etcdctl, with the image's C library: chroot into the unpacked root (host network).
+ctl() { chroot "$root" /usr/local/bin/etcdctl --endpoints="$ep" --command-timeout=5s "$@"; }
 healthy() { ctl endpoint health; }
 
 step "start etcd"
