@@ -143,7 +143,8 @@ cgroup_of() {
 # runc-shaped config.json over the shared busybox rootfs, its cgroup at /vmtest/NAME/ID.
 # Prints the bundle path. The default namespaces are runc's (pid ipc uts mount network cgroup).
 # Optional variables: BUNDLE_ROOTFS (another root, e.g. an unpacked image),
-# BUNDLE_MOUNTS (more mount objects, each preceded by a comma).
+# BUNDLE_MOUNTS (more mount objects, each preceded by a comma), BUNDLE_CGROUP (another
+# cgroupsPath, still under /vmtest/NAME so the runner cleans it up).
 make_bundle() {
 	make_rootfs
 	_root=${BUNDLE_ROOTFS:-$ROOTFS}
@@ -178,7 +179,7 @@ make_bundle() {
     ${BUNDLE_MOUNTS:-}
   ],
   "linux": {
-    "cgroupsPath": "/vmtest/$VMTEST_NAME/$1",
+    "cgroupsPath": "${BUNDLE_CGROUP:-/vmtest/$VMTEST_NAME/$1}",
     "resources": $3,
     "namespaces": $_ns,
     "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
