@@ -7,6 +7,9 @@
 //!   pod's network namespace;
 //! - [`engine`]: one scheduler thread (a min-heap of due probes) and a bounded worker pool.
 
+pub mod exec;
+pub mod http;
 pub mod outcome;
 pub mod spec;
 pub mod state;
+pub mod tcp;
