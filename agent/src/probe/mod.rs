@@ -8,6 +8,8 @@
 //! - [`engine`]: one scheduler thread (a min-heap of due probes) and a bounded worker pool.
 
 pub mod exec;
+pub mod grpc;
+pub mod hpack;
 pub mod http;
 pub mod outcome;
 pub mod spec;
