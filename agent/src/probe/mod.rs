@@ -7,11 +7,14 @@
 //!   pod's network namespace;
 //! - [`engine`]: one scheduler thread (a min-heap of due probes) and a bounded worker pool.
 
+pub mod engine;
 pub mod exec;
 pub mod grpc;
 pub mod hpack;
 pub mod http;
+pub mod netns;
 pub mod outcome;
+pub mod runner;
 pub mod spec;
 pub mod state;
 pub mod tcp;
