@@ -4,4 +4,5 @@
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
 
+pub mod order;
 pub mod probe;

@@ -28,12 +28,17 @@ impl Drop for Netns {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
 fn ip(args: &[&str]) {
-    let st = Command::new("ip").args(args).status().expect("run ip (iproute2)");
+    let st = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("run ip (iproute2)");
     assert!(st.success(), "ip {args:?} failed");
 }
 
@@ -42,7 +47,9 @@ fn root_or_skip() -> bool {
         return true;
     }
     if std::env::var_os("PODVISOR_SKIP_ROOT_TESTS").is_some() {
-        eprintln!("SKIP: probe_netns needs root (ip netns add, setns); PODVISOR_SKIP_ROOT_TESTS is set");
+        eprintln!(
+            "SKIP: probe_netns needs root (ip netns add, setns); PODVISOR_SKIP_ROOT_TESTS is set"
+        );
         return false;
     }
     panic!("probe_netns needs root: run as root or set PODVISOR_SKIP_ROOT_TESTS=1 to skip");
@@ -55,14 +62,30 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
     }
     let name = format!("pvprobe-{}", std::process::id());
     ip(&["netns", "add", &name]);
-    let mut ns = Netns { name: name.clone(), server: None };
+    let mut ns = Netns {
+        name: name.clone(),
+        server: None,
+    };
     ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
     // A port nothing on the host listens on.
-    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("healthz"), "inside").expect("write healthz");
     let server = Command::new("ip")
-        .args(["netns", "exec", &name, "python3", "-m", "http.server", "--bind", "127.0.0.1"])
+        .args([
+            "netns",
+            "exec",
+            &name,
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+        ])
         .arg(port.to_string())
         .current_dir(dir.path())
         .stdout(Stdio::null())
@@ -73,8 +96,15 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
 
     let runner = ProbeRunner::new("1.34", Arc::new(HostExec));
     let switch = NetnsSwitch::for_this_thread().expect("remember netns");
-    let inside = ProbeTarget { pod_ip: "127.0.0.1".into(), netns: Some(PathBuf::from(format!("/run/netns/{name}"))), ports: vec![] };
-    let outside = ProbeTarget { netns: None, ..inside.clone() };
+    let inside = ProbeTarget {
+        pod_ip: "127.0.0.1".into(),
+        netns: Some(PathBuf::from(format!("/run/netns/{name}"))),
+        ports: vec![],
+    };
+    let outside = ProbeTarget {
+        netns: None,
+        ..inside.clone()
+    };
     let http = Handler::HttpGet(HttpGetAction {
         scheme: Scheme::Http,
         host: None,
@@ -82,19 +112,48 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
         path: "/healthz".into(),
         headers: vec![],
     });
-    let tcp = Handler::TcpSocket { host: None, port: PortRef::Number(i32::from(port)) };
+    let tcp = Handler::TcpSocket {
+        host: None,
+        port: PortRef::Number(i32::from(port)),
+    };
     let t = Duration::from_secs(1);
 
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut got = runner.run(&http, &inside, "c", t, &switch).expect("stayed home");
+    let mut got = runner
+        .run(&http, &inside, "c", t, &switch)
+        .expect("stayed home");
     while !matches!(got, Outcome::Success(_)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
-        got = runner.run(&http, &inside, "c", t, &switch).expect("stayed home");
+        got = runner
+            .run(&http, &inside, "c", t, &switch)
+            .expect("stayed home");
     }
-    assert_eq!(got, Outcome::Success("inside".into()), "http probe inside the pod netns");
-    assert!(matches!(runner.run(&tcp, &inside, "c", t, &switch), Ok(Outcome::Success(_))), "tcp inside");
-    assert!(matches!(runner.run(&http, &outside, "c", t, &switch), Ok(Outcome::Failure(_))), "http from the host must not reach it");
-    assert!(matches!(runner.run(&tcp, &outside, "c", t, &switch), Ok(Outcome::Failure(_))), "tcp from the host must not reach it");
+    assert_eq!(
+        got,
+        Outcome::Success("inside".into()),
+        "http probe inside the pod netns"
+    );
+    assert!(
+        matches!(
+            runner.run(&tcp, &inside, "c", t, &switch),
+            Ok(Outcome::Success(_))
+        ),
+        "tcp inside"
+    );
+    assert!(
+        matches!(
+            runner.run(&http, &outside, "c", t, &switch),
+            Ok(Outcome::Failure(_))
+        ),
+        "http from the host must not reach it"
+    );
+    assert!(
+        matches!(
+            runner.run(&tcp, &outside, "c", t, &switch),
+            Ok(Outcome::Failure(_))
+        ),
+        "tcp from the host must not reach it"
+    );
 
     // The thread is back in its own namespace after each probe.
     let here = std::fs::read_link("/proc/thread-self/ns/net").expect("readlink");
@@ -102,6 +161,12 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
     assert_eq!(here, host);
 
     // A namespace path that does not exist is a prober error, not a failure.
-    let missing = ProbeTarget { netns: Some(PathBuf::from("/run/netns/pvprobe-missing")), ..inside.clone() };
-    assert!(matches!(runner.run(&tcp, &missing, "c", t, &switch), Ok(Outcome::Error(_))));
+    let missing = ProbeTarget {
+        netns: Some(PathBuf::from("/run/netns/pvprobe-missing")),
+        ..inside.clone()
+    };
+    assert!(matches!(
+        runner.run(&tcp, &missing, "c", t, &switch),
+        Ok(Outcome::Error(_))
+    ));
 }
