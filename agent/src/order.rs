@@ -169,7 +169,8 @@ mod tests {
             pod("scheduler", Some("kube-apiserver, etcd")),
         ];
         // (ready pods, held pods with what they wait for)
-        let table: Vec<(Vec<&str>, Vec<(&str, Vec<&str>)>)> = vec![
+        type Held<'a> = Vec<(&'a str, Vec<&'a str>)>;
+        let table: Vec<(Vec<&str>, Held)> = vec![
             (
                 vec![],
                 vec![
