@@ -8,16 +8,24 @@
 //! (`timeoutSeconds`), so a worker is never held longer than one probe's timeout (times the
 //! kubelet's 3 retries for prober errors). First runs are spread with jitter over one period.
 //!
+//! Wake-ups are what a probe engine costs at scale (on a VM each cross-CPU wake-up is an
+//! IPI), so due times sit on a 10 ms grid (jittered first runs are rounded up to it, periods
+//! are whole seconds): the scheduler wakes at most once per grid slot and dispatches the whole
+//! slot. Workers hand results back through a shared list that the scheduler drains when it
+//! next wakes (at most one slot later) instead of waking it per result.
+//!
 //! The supervisor feeds container facts in ([`Engine::container_running`],
 //! [`Engine::container_exited`]) and reads [`ProbeReport`]s (events, started/ready changes,
 //! restart requests) from the channel given to [`Engine::start`].
 
 use std::cmp::Reverse;
+use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -74,6 +82,9 @@ pub struct EngineStats {
     pub skipped_busy: u64,
 }
 
+/// Granularity of due times, and the longest a finished probe waits to be recorded.
+pub const TICK: Duration = Duration::from_millis(10);
+
 enum Command {
     Add {
         key: ContainerKey,
@@ -91,7 +102,6 @@ enum Command {
     Exited {
         key: ContainerKey,
     },
-    Done(Box<Done>),
     Stats(Sender<EngineStats>),
     Shutdown,
 }
@@ -116,6 +126,15 @@ struct Job {
     due: Instant,
 }
 
+/// State shared by the scheduler and the workers.
+#[derive(Default)]
+struct Shared {
+    jobs: Mutex<VecDeque<Job>>,
+    job_ready: Condvar,
+    done: Mutex<Vec<Done>>,
+    stop: AtomicBool,
+}
+
 /// Handle to a running engine; dropping it stops the scheduler and the workers.
 #[derive(Debug)]
 pub struct Engine {
@@ -131,18 +150,17 @@ impl Engine {
         reports: Sender<ProbeReport>,
     ) -> std::io::Result<Engine> {
         let (tx, rx) = channel::<Command>();
-        let (job_tx, job_rx) = channel::<Job>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
+        let shared = Arc::new(Shared::default());
         let mut threads = Vec::new();
         for i in 0..config.workers.max(1) {
-            let (jobs, done, runner) = (job_rx.clone(), tx.clone(), runner.clone());
+            let (shared, runner) = (shared.clone(), runner.clone());
             threads.push(
                 thread::Builder::new()
                     .name(format!("probe-worker-{i}"))
-                    .spawn(move || work(&jobs, &done, &runner))?,
+                    .spawn(move || work(&shared, &runner))?,
             );
         }
-        let scheduler = Scheduler::new(config, job_tx, reports);
+        let scheduler = Scheduler::new(config, shared, reports);
         threads.push(
             thread::Builder::new()
                 .name("probe-scheduler".into())
@@ -196,9 +214,9 @@ impl Drop for Engine {
     }
 }
 
-/// A worker: takes jobs until the job channel closes. If it cannot return from a pod's
-/// network namespace it stops (its sockets would open in the wrong place); the others go on.
-fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Command>, runner: &ProbeRunner) {
+/// A worker: takes jobs until the engine stops. If it cannot return from a pod's network
+/// namespace it stops (its sockets would open in the wrong place); the others go on.
+fn work(shared: &Shared, runner: &ProbeRunner) {
     let switch = match NetnsSwitch::for_this_thread() {
         Ok(s) => s,
         Err(e) => {
@@ -206,12 +224,7 @@ fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Command>, runner: &ProbeRunne
             return;
         }
     };
-    loop {
-        let job = match jobs.lock() {
-            Ok(rx) => rx.recv(),
-            Err(_) => return,
-        };
-        let Ok(job) = job else { return };
+    while let Some(job) = next_job(shared) {
         let start_delay = Instant::now().saturating_duration_since(job.due);
         let outcome = match runner.run(
             &job.handler,
@@ -234,9 +247,27 @@ fn work(jobs: &Mutex<Receiver<Job>>, done: &Sender<Command>, runner: &ProbeRunne
             outcome,
             start_delay,
         };
-        if done.send(Command::Done(Box::new(d))).is_err() {
-            return;
+        shared
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(d);
+    }
+}
+
+fn next_job(shared: &Shared) -> Option<Job> {
+    let mut jobs = shared.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        if shared.stop.load(Ordering::Acquire) {
+            return None;
         }
+        if let Some(job) = jobs.pop_front() {
+            return Some(job);
+        }
+        jobs = shared
+            .job_ready
+            .wait(jobs)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -258,7 +289,9 @@ fn slot(kind: ProbeKind) -> usize {
 
 struct Scheduler {
     config: EngineConfig,
-    jobs: Sender<Job>,
+    shared: Arc<Shared>,
+    epoch: Instant,
+    in_flight: usize,
     reports: Sender<ProbeReport>,
     entries: HashMap<ContainerKey, Entry>,
     heap: BinaryHeap<Reverse<(Instant, ContainerKey, ProbeKind, u64)>>,
@@ -268,12 +301,14 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(config: EngineConfig, jobs: Sender<Job>, reports: Sender<ProbeReport>) -> Scheduler {
+    fn new(config: EngineConfig, shared: Arc<Shared>, reports: Sender<ProbeReport>) -> Scheduler {
         let mut h = RandomState::new().build_hasher();
         h.write_u64(0x5eed);
         Scheduler {
             config,
-            jobs,
+            shared,
+            epoch: Instant::now(),
+            in_flight: 0,
             reports,
             entries: HashMap::new(),
             heap: BinaryHeap::new(),
@@ -285,22 +320,55 @@ impl Scheduler {
 
     fn run(mut self, rx: &Receiver<Command>) {
         loop {
+            self.collect_done();
             let now = Instant::now();
             self.dispatch_due(now);
-            let wait = self
+            let mut wait = self
                 .heap
                 .peek()
                 .map(|Reverse((due, ..))| due.saturating_duration_since(now));
+            if self.in_flight > 0 {
+                wait = Some(wait.map_or(TICK, |w| w.min(TICK)));
+            }
             let cmd = match wait {
                 Some(w) => rx.recv_timeout(w),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             };
             match cmd {
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(cmd) => self.handle(cmd),
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
+        self.shared.stop.store(true, Ordering::Release);
+        let _guard = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.shared.job_ready.notify_all();
+    }
+
+    fn collect_done(&mut self) {
+        let done = std::mem::take(
+            &mut *self
+                .shared
+                .done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for d in done {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.complete(d);
+        }
+    }
+
+    /// The first grid point at or after `t`.
+    fn on_grid(&self, t: Instant) -> Instant {
+        let since = t.saturating_duration_since(self.epoch).as_nanos();
+        let tick = TICK.as_nanos();
+        let slots = since.div_ceil(tick);
+        self.epoch + Duration::from_nanos(u64::try_from(slots * tick).unwrap_or(u64::MAX))
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -331,7 +399,6 @@ impl Scheduler {
                     .map(|e| e.probes.container_exited());
                 self.apply(&key, actions.unwrap_or_default());
             }
-            Command::Done(done) => self.complete(*done),
             Command::Stats(reply) => {
                 let _ = reply.send(std::mem::take(&mut self.stats));
             }
@@ -358,9 +425,10 @@ impl Scheduler {
             } else {
                 Duration::ZERO
             };
-            entry.next_due[slot(kind)] = Some(now + offset);
+            let due = self.on_grid(now + offset);
+            entry.next_due[slot(kind)] = Some(due);
             self.heap
-                .push(Reverse((now + offset, key.clone(), kind, entry.generation)));
+                .push(Reverse((due, key.clone(), kind, entry.generation)));
         }
         self.entries.insert(key, entry);
     }
@@ -383,12 +451,13 @@ impl Scheduler {
     }
 
     fn dispatch_due(&mut self, now: Instant) {
+        let mut batch = Vec::new();
         while let Some(Reverse((due, ..))) = self.heap.peek() {
             if *due > now {
-                return;
+                break;
             }
             let Some(Reverse((due, key, kind, generation))) = self.heap.pop() else {
-                return;
+                break;
             };
             let Some(e) = self.entries.get_mut(&key) else {
                 continue;
@@ -422,9 +491,22 @@ impl Scheduler {
                     timeout,
                     due,
                 };
-                let _ = self.jobs.send(job);
+                batch.push(job);
             }
             self.schedule(&key, kind, next);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        self.in_flight += batch.len();
+        let mut jobs = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for job in batch {
+            jobs.push_back(job);
+            self.shared.job_ready.notify_one();
         }
     }
 
