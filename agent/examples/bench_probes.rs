@@ -63,6 +63,31 @@ fn cpu_time() -> anyhow::Result<Duration> {
     Ok(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
 }
 
+/// CPU ticks (10 ms) per thread name, for the breakdown line.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("?", |(_, n)| n);
+        let name = name
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .to_owned();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        *out.entry(name).or_insert(0) += ticks;
+    }
+    out
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -143,8 +168,23 @@ fn run_engine(ports: &[u16], window: Duration, workers: usize) -> anyhow::Result
     std::thread::sleep(Duration::from_secs(2)); // every probe past its jittered first run
     engine.take_stats();
     let cpu0 = cpu_time()?;
+    let threads0 = cpu_by_thread();
     std::thread::sleep(window);
     let cpu = cpu_time()? - cpu0;
+    let threads1 = cpu_by_thread();
+    let breakdown: Vec<String> = threads1
+        .iter()
+        .map(|(name, t)| {
+            format!(
+                "{name} {} ms",
+                (t - threads0.get(name).copied().unwrap_or(0)) * 10
+            )
+        })
+        .collect();
+    println!(
+        "engine cpu by thread over the window: {}",
+        breakdown.join(", ")
+    );
     let stats = engine.take_stats();
     drop(engine);
     Ok(figures(stats.start_delays, cpu, window))
