@@ -19,20 +19,17 @@
 //! restart requests) from the channel given to [`Engine::start`].
 
 use std::cmp::Reverse;
-use std::collections::VecDeque;
 use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use super::netns::NetnsSwitch;
-use super::outcome::Outcome;
+use super::pool::{Done, Job, Pool};
 use super::runner::{ProbeRunner, ProbeTarget};
-use super::spec::{Handler, ProbeKind};
+use super::spec::ProbeKind;
 use super::state::{ContainerProbes, Gate, ProbeAction};
 
 /// Identifies a container to the engine.
@@ -106,35 +103,6 @@ enum Command {
     Shutdown,
 }
 
-struct Done {
-    key: ContainerKey,
-    kind: ProbeKind,
-    generation: u64,
-    container_id: String,
-    outcome: Outcome,
-    start_delay: Duration,
-}
-
-struct Job {
-    key: ContainerKey,
-    kind: ProbeKind,
-    generation: u64,
-    container_id: String,
-    handler: Handler,
-    target: Arc<ProbeTarget>,
-    timeout: Duration,
-    due: Instant,
-}
-
-/// State shared by the scheduler and the workers.
-#[derive(Default)]
-struct Shared {
-    jobs: Mutex<VecDeque<Job>>,
-    job_ready: Condvar,
-    done: Mutex<Vec<Done>>,
-    stop: AtomicBool,
-}
-
 /// Handle to a running engine; dropping it stops the scheduler and the workers.
 #[derive(Debug)]
 pub struct Engine {
@@ -150,17 +118,9 @@ impl Engine {
         reports: Sender<ProbeReport>,
     ) -> std::io::Result<Engine> {
         let (tx, rx) = channel::<Command>();
-        let shared = Arc::new(Shared::default());
-        let mut threads = Vec::new();
-        for i in 0..config.workers.max(1) {
-            let (shared, runner) = (shared.clone(), runner.clone());
-            threads.push(
-                thread::Builder::new()
-                    .name(format!("probe-worker-{i}"))
-                    .spawn(move || work(&shared, &runner))?,
-            );
-        }
-        let scheduler = Scheduler::new(config, shared, reports);
+        let pool = Arc::new(Pool::default());
+        let mut threads = pool.spawn_workers(config.workers, &runner)?;
+        let scheduler = Scheduler::new(config, pool, reports);
         threads.push(
             thread::Builder::new()
                 .name("probe-scheduler".into())
@@ -214,67 +174,12 @@ impl Drop for Engine {
     }
 }
 
-/// A worker: takes jobs until the engine stops. If it cannot return from a pod's network
-/// namespace it stops (its sockets would open in the wrong place); the others go on.
-fn work(shared: &Shared, runner: &ProbeRunner) {
-    let switch = match NetnsSwitch::for_this_thread() {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("probe worker: {e}");
-            return;
-        }
-    };
-    while let Some(job) = next_job(shared) {
-        let start_delay = Instant::now().saturating_duration_since(job.due);
-        let outcome = match runner.run(
-            &job.handler,
-            &job.target,
-            &job.container_id,
-            job.timeout,
-            &switch,
-        ) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("probe worker stopping: {e}");
-                return;
-            }
-        };
-        let d = Done {
-            key: job.key,
-            kind: job.kind,
-            generation: job.generation,
-            container_id: job.container_id,
-            outcome,
-            start_delay,
-        };
-        shared
-            .done
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(d);
-    }
-}
-
-fn next_job(shared: &Shared) -> Option<Job> {
-    let mut jobs = shared.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-    loop {
-        if shared.stop.load(Ordering::Acquire) {
-            return None;
-        }
-        if let Some(job) = jobs.pop_front() {
-            return Some(job);
-        }
-        jobs = shared
-            .job_ready
-            .wait(jobs)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-}
-
+/// One container's probes. `id` is unique per `add`, so results and heap entries of a
+/// removed or replaced container are recognised as stale.
 struct Entry {
+    key: ContainerKey,
     probes: ContainerProbes,
     target: Arc<ProbeTarget>,
-    generation: u64,
     next_due: [Option<Instant>; 3],
     in_flight: [bool; 3],
 }
@@ -289,30 +194,32 @@ fn slot(kind: ProbeKind) -> usize {
 
 struct Scheduler {
     config: EngineConfig,
-    shared: Arc<Shared>,
+    pool: Arc<Pool>,
     epoch: Instant,
     in_flight: usize,
     reports: Sender<ProbeReport>,
-    entries: HashMap<ContainerKey, Entry>,
-    heap: BinaryHeap<Reverse<(Instant, ContainerKey, ProbeKind, u64)>>,
-    generation: u64,
+    ids: HashMap<ContainerKey, u64>,
+    entries: HashMap<u64, Entry>,
+    heap: BinaryHeap<Reverse<(Instant, u64, ProbeKind)>>,
+    next_id: u64,
     rng: u64,
     stats: EngineStats,
 }
 
 impl Scheduler {
-    fn new(config: EngineConfig, shared: Arc<Shared>, reports: Sender<ProbeReport>) -> Scheduler {
+    fn new(config: EngineConfig, pool: Arc<Pool>, reports: Sender<ProbeReport>) -> Scheduler {
         let mut h = RandomState::new().build_hasher();
         h.write_u64(0x5eed);
         Scheduler {
             config,
-            shared,
+            pool,
             epoch: Instant::now(),
             in_flight: 0,
             reports,
+            ids: HashMap::new(),
             entries: HashMap::new(),
             heap: BinaryHeap::new(),
-            generation: 0,
+            next_id: 0,
             rng: h.finish() | 1,
             stats: EngineStats::default(),
         }
@@ -328,6 +235,7 @@ impl Scheduler {
                 .peek()
                 .map(|Reverse((due, ..))| due.saturating_duration_since(now));
             if self.in_flight > 0 {
+                // Results are collected at least once per tick while probes run.
                 wait = Some(wait.map_or(TICK, |w| w.min(TICK)));
             }
             let cmd = match wait {
@@ -340,24 +248,11 @@ impl Scheduler {
                 Err(RecvTimeoutError::Timeout) => {}
             }
         }
-        self.shared.stop.store(true, Ordering::Release);
-        let _guard = self
-            .shared
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.shared.job_ready.notify_all();
+        self.pool.stop();
     }
 
     fn collect_done(&mut self) {
-        let done = std::mem::take(
-            &mut *self
-                .shared
-                .done
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for d in done {
+        for d in self.pool.take_done() {
             self.in_flight = self.in_flight.saturating_sub(1);
             self.complete(d);
         }
@@ -379,26 +274,18 @@ impl Scheduler {
                 target,
             } => self.add(key, *probes, target),
             Command::Remove { key } => {
-                self.entries.remove(&key);
+                if let Some(id) = self.ids.remove(&key) {
+                    self.entries.remove(&id);
+                }
             }
             Command::Running {
                 key,
                 container_id,
                 started_at,
             } => {
-                let actions = self
-                    .entries
-                    .get_mut(&key)
-                    .map(|e| e.probes.container_running(&container_id, started_at));
-                self.apply(&key, actions.unwrap_or_default());
+                self.update(&key, |p| p.container_running(&container_id, started_at));
             }
-            Command::Exited { key } => {
-                let actions = self
-                    .entries
-                    .get_mut(&key)
-                    .map(|e| e.probes.container_exited());
-                self.apply(&key, actions.unwrap_or_default());
-            }
+            Command::Exited { key } => self.update(&key, ContainerProbes::container_exited),
             Command::Stats(reply) => {
                 let _ = reply.send(std::mem::take(&mut self.stats));
             }
@@ -406,13 +293,31 @@ impl Scheduler {
         }
     }
 
+    fn update(
+        &mut self,
+        key: &ContainerKey,
+        f: impl FnOnce(&mut ContainerProbes) -> Vec<ProbeAction>,
+    ) {
+        let Some(&id) = self.ids.get(key) else { return };
+        let actions = self
+            .entries
+            .get_mut(&id)
+            .map(|e| f(&mut e.probes))
+            .unwrap_or_default();
+        self.apply(id, actions);
+    }
+
     fn add(&mut self, key: ContainerKey, probes: ContainerProbes, target: ProbeTarget) {
-        self.generation += 1;
+        self.next_id += 1;
+        let id = self.next_id;
+        if let Some(old) = self.ids.insert(key.clone(), id) {
+            self.entries.remove(&old);
+        }
         let now = Instant::now();
         let mut entry = Entry {
+            key,
             probes,
             target: Arc::new(target),
-            generation: self.generation,
             next_due: [None; 3],
             in_flight: [false; 3],
         };
@@ -427,10 +332,9 @@ impl Scheduler {
             };
             let due = self.on_grid(now + offset);
             entry.next_due[slot(kind)] = Some(due);
-            self.heap
-                .push(Reverse((due, key.clone(), kind, entry.generation)));
+            self.heap.push(Reverse((due, id, kind)));
         }
-        self.entries.insert(key, entry);
+        self.entries.insert(id, entry);
     }
 
     fn jitter(&mut self, period: Duration) -> Duration {
@@ -442,38 +346,36 @@ impl Scheduler {
         period.mul_f64(frac)
     }
 
-    fn schedule(&mut self, key: &ContainerKey, kind: ProbeKind, due: Instant) {
-        if let Some(e) = self.entries.get_mut(key) {
+    fn schedule(&mut self, id: u64, kind: ProbeKind, due: Instant) {
+        if let Some(e) = self.entries.get_mut(&id) {
             e.next_due[slot(kind)] = Some(due);
-            self.heap
-                .push(Reverse((due, key.clone(), kind, e.generation)));
+            self.heap.push(Reverse((due, id, kind)));
         }
     }
 
     fn dispatch_due(&mut self, now: Instant) {
         let mut batch = Vec::new();
-        while let Some(Reverse((due, ..))) = self.heap.peek() {
-            if *due > now {
-                break;
-            }
-            let Some(Reverse((due, key, kind, generation))) = self.heap.pop() else {
+        while self
+            .heap
+            .peek()
+            .is_some_and(|Reverse((due, ..))| *due <= now)
+        {
+            let Some(Reverse((due, id, kind))) = self.heap.pop() else {
                 break;
             };
-            let Some(e) = self.entries.get_mut(&key) else {
+            let Some(e) = self.entries.get_mut(&id) else {
                 continue;
             };
-            if e.generation != generation || e.next_due[slot(kind)] != Some(due) {
-                continue; // stale: removed, replaced or rescheduled
+            if e.next_due[slot(kind)] != Some(due) {
+                continue; // stale: rescheduled (RunNow)
             }
             let Some(spec) = e.probes.spec(kind) else {
                 continue;
             };
             let period = spec.period();
-            let timeout = spec.timeout();
-            let handler = spec.handler.clone();
             let mut next = due + period;
             while next <= now {
-                next += period;
+                next += period; // fell behind: skip missed ticks, like a Go ticker
             }
             if e.in_flight[slot(kind)] {
                 self.stats.skipped_busy += 1;
@@ -481,55 +383,44 @@ impl Scheduler {
                 (e.probes.gate(kind, now), e.probes.container_id())
             {
                 e.in_flight[slot(kind)] = true;
-                let job = Job {
-                    key: key.clone(),
+                batch.push(Job {
+                    id,
                     kind,
-                    generation,
                     container_id: container_id.to_owned(),
-                    handler,
+                    handler: spec.handler.clone(),
                     target: e.target.clone(),
-                    timeout,
+                    timeout: spec.timeout(),
                     due,
-                };
-                batch.push(job);
+                });
             }
-            self.schedule(&key, kind, next);
+            self.schedule(id, kind, next);
         }
-        if batch.is_empty() {
-            return;
-        }
-        self.in_flight += batch.len();
-        let mut jobs = self
-            .shared
-            .jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for job in batch {
-            jobs.push_back(job);
-            self.shared.job_ready.notify_one();
+        if !batch.is_empty() {
+            self.in_flight += batch.len();
+            self.pool.submit(batch);
         }
     }
 
     fn complete(&mut self, done: Done) {
         self.stats.runs += 1;
         self.stats.start_delays.push(done.start_delay);
-        let Some(e) = self.entries.get_mut(&done.key) else {
+        let Some(e) = self.entries.get_mut(&done.id) else {
             return;
         };
-        if e.generation != done.generation {
-            return;
-        }
         e.in_flight[slot(done.kind)] = false;
         let actions = e
             .probes
             .record(done.kind, &done.container_id, &done.outcome);
-        self.apply(&done.key, actions);
+        self.apply(done.id, actions);
     }
 
-    fn apply(&mut self, key: &ContainerKey, actions: Vec<ProbeAction>) {
+    fn apply(&mut self, id: u64, actions: Vec<ProbeAction>) {
+        let Some(key) = self.entries.get(&id).map(|e| e.key.clone()) else {
+            return;
+        };
         for action in actions {
             if let ProbeAction::RunNow(kind) = action {
-                self.schedule(key, kind, Instant::now());
+                self.schedule(id, kind, Instant::now());
                 continue;
             }
             let _ = self.reports.send(ProbeReport {

@@ -25,6 +25,7 @@ pub mod hpack;
 pub mod http;
 pub mod netns;
 pub mod outcome;
+mod pool;
 pub mod runner;
 pub mod spec;
 pub mod state;
