@@ -47,6 +47,11 @@ impl HttpProber {
             .user_agent(AutoHeaderValue::Provided(user_agent(k8s_minor).into()))
             .accept_encoding(AutoHeaderValue::None)
             .tls_config(tls)
+            // ureq's 128 KiB buffers are zeroed per connection, and probes open one per run;
+            // 32 KiB holds any sane health response head (the body is capped at 10 KiB).
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(8 * 1024)
+            .max_response_header_size(32 * 1024)
             .build();
         let agent = Agent::with_parts(config, DefaultConnector::new(), LiteralResolver::default());
         HttpProber { agent }
