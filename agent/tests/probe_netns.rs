@@ -2,7 +2,7 @@
 //!
 //! The test makes a namespace with `ip netns add`, starts an HTTP server bound to 127.0.0.1
 //! inside it, and checks that HTTP and TCP probes through the namespace reach it while the same
-//! probes from the host namespace do not. Not root: fails, unless PODVISOR_SKIP_ROOT_TESTS=1
+//! probes from the host namespace do not. Not root: fails, unless PODVISOR_SKIP_PRIVILEGED=1
 //! (then it prints why it skipped).
 
 use std::net::TcpListener;
@@ -46,13 +46,13 @@ fn root_or_skip() -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
     }
-    if std::env::var_os("PODVISOR_SKIP_ROOT_TESTS").is_some() {
+    if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
         eprintln!(
-            "SKIP: probe_netns needs root (ip netns add, setns); PODVISOR_SKIP_ROOT_TESTS is set"
+            "SKIP: probe_netns needs root (ip netns add, setns); PODVISOR_SKIP_PRIVILEGED is set"
         );
         return false;
     }
-    panic!("probe_netns needs root: run as root or set PODVISOR_SKIP_ROOT_TESTS=1 to skip");
+    panic!("probe_netns needs root: run as root or set PODVISOR_SKIP_PRIVILEGED=1 to skip");
 }
 
 #[test]
