@@ -8,13 +8,16 @@
 use std::fmt::Debug;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsFd;
-use std::process::{Child, Command, Stdio};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{Pid, PidfdFlags, Signal, kill_process_group, pidfd_open};
+use rustix::process::{
+    Pid, PidfdFlags, Signal, WaitId, WaitIdOptions, kill_process_group, pidfd_open,
+    pidfd_send_signal, waitid,
+};
 
 use super::outcome::Outcome;
 
@@ -87,21 +90,44 @@ fn run_host(command: &[String], timeout: Duration) -> Result<ExecResult, String>
     let mut cmd = Command::new(program);
     // Its own process group, so a timeout kills the shell and everything it started.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let mut child = cmd
+    let child = cmd
         .args(args)
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer2)
         .spawn()
         .map_err(|e| format!("exec probe: start {program:?}: {e}"))?;
-    let pidfd = pidfd_open(Pid::from_child(&child), PidfdFlags::empty())
+    let pid = Pid::from_child(&child);
+    let pidfd = pidfd_open(pid, PidfdFlags::empty())
         .map_err(|e| format!("exec probe: pidfd_open for {program:?}: {e}"))?;
-    let mut output = Vec::new();
-    let mut reader = Some(reader);
+    // `collect` reaps through the pidfd; the std handle is only dropped (which does not wait).
+    drop(child);
+    collect(&pidfd, reader, deadline, || {
+        // The group id is the child's pid (process_group(0)), still unreaped here.
+        let _ = kill_process_group(pid, Signal::KILL);
+    })
+}
+
+/// Waits for a started probe process: reads its combined output (capped at
+/// [`MAX_OUTPUT_BYTES`]) from `output` (the read end; every write end must already be closed
+/// in this process) until it exits or `deadline` passes. On timeout it calls `kill_group`,
+/// sends SIGKILL through the pidfd, and reaps. The process must be a child of the caller
+/// (reaped with `waitid(P_PIDFD)`): the runtime's exec returns exactly such a pidfd, so the
+/// supervisor's [`ExecRunner`] can use this as is.
+pub fn collect(
+    pidfd: &OwnedFd,
+    output: File,
+    deadline: Instant,
+    kill_group: impl FnOnce(),
+) -> Result<ExecResult, String> {
+    let mut out = Vec::new();
+    let mut reader = Some(output);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            kill_group(&mut child);
+            kill_group();
+            let _ = pidfd_send_signal(pidfd, Signal::KILL);
+            let _ = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
             return Ok(ExecResult::TimedOut);
         }
         let ts = Timespec {
@@ -109,11 +135,14 @@ fn run_host(command: &[String], timeout: Duration) -> Result<ExecResult, String>
             tv_nsec: i64::from(remaining.subsec_nanos()),
         };
         let (pipe_ready, exited) = {
-            let mut fds = vec![PollFd::new(&pidfd, PollFlags::IN)];
+            let mut fds = vec![PollFd::new(pidfd, PollFlags::IN)];
             if let Some(r) = &reader {
                 fds.push(PollFd::from_borrowed_fd(r.as_fd(), PollFlags::IN));
             }
-            poll(&mut fds, Some(&ts)).map_err(|e| format!("exec probe: poll: {e}"))?;
+            match poll(&mut fds, Some(&ts)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(format!("exec probe: poll: {e}")),
+            }
             (
                 fds.get(1).is_some_and(|f| !f.revents().is_empty()),
                 !fds[0].revents().is_empty(),
@@ -123,18 +152,18 @@ fn run_host(command: &[String], timeout: Duration) -> Result<ExecResult, String>
             let mut chunk = [0u8; 4096];
             match r.read(&mut chunk) {
                 Ok(0) | Err(_) => reader = None,
-                Ok(n) => keep_capped(&mut output, &chunk[..n]),
+                Ok(n) => keep_capped(&mut out, &chunk[..n]),
             }
         }
         if exited {
-            let status = child
-                .wait()
-                .map_err(|e| format!("exec probe: wait for {program:?}: {e}"))?;
-            drain_available(reader.as_mut(), &mut output);
-            let code = status.code().unwrap_or_else(|| {
-                128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+            let status = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED)
+                .map_err(|e| format!("exec probe: waitid: {e}"))?;
+            drain_available(reader.as_mut(), &mut out);
+            let code = status.map_or(-1, |s| {
+                s.exit_status()
+                    .unwrap_or_else(|| 128 + s.terminating_signal().unwrap_or(0))
             });
-            return Ok(ExecResult::Exited { code, output });
+            return Ok(ExecResult::Exited { code, output: out });
         }
     }
 }
@@ -163,13 +192,6 @@ fn drain_available(reader: Option<&mut File>, output: &mut Vec<u8>) {
             Ok(n) => keep_capped(output, &chunk[..n]),
         }
     }
-}
-
-fn kill_group(child: &mut Child) {
-    // The group id is the child's pid (process_group(0)); ESRCH only means it is gone.
-    let _ = kill_process_group(Pid::from_child(child), Signal::KILL);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[cfg(test)]
