@@ -19,12 +19,12 @@ use podvisor::probe::spec::{Handler, HttpGetAction, PortRef, Scheme};
 
 struct Netns {
     name: String,
-    server: Option<Child>,
+    servers: Vec<Child>,
 }
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        if let Some(mut c) = self.server.take() {
+        for c in &mut self.servers {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -64,7 +64,7 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
     ip(&["netns", "add", &name]);
     let mut ns = Netns {
         name: name.clone(),
-        server: None,
+        servers: Vec::new(),
     };
     ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"]);
     // A port nothing on the host listens on.
@@ -92,7 +92,7 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start http server in netns");
-    ns.server = Some(server);
+    ns.servers.push(server);
 
     let runner = ProbeRunner::new("1.34", Arc::new(HostExec));
     let switch = NetnsSwitch::for_this_thread().expect("remember netns");
@@ -159,6 +159,58 @@ fn http_and_tcp_probes_run_inside_the_pod_network_namespace() {
     let here = std::fs::read_link("/proc/thread-self/ns/net").expect("readlink");
     let host = std::fs::read_link("/proc/self/ns/net").expect("readlink");
     assert_eq!(here, host);
+
+    // gRPC health through the namespace, when Python's grpcio-health-checking is installed.
+    let have_grpc = Command::new("python3")
+        .args(["-c", "import grpc_health.v1.health"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if have_grpc {
+        let gport = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc_health_server.py");
+        let grpc_server = Command::new("ip")
+            .args(["netns", "exec", &name, "python3", script])
+            .arg(gport.to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start grpc health server in netns");
+        ns.servers.push(grpc_server);
+        let grpc = Handler::Grpc {
+            port: i32::from(gport),
+            service: "svc-ok".into(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut got = runner
+            .run(&grpc, &inside, "c", t, &switch)
+            .expect("stayed home");
+        while !matches!(got, Outcome::Success(_)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            got = runner
+                .run(&grpc, &inside, "c", t, &switch)
+                .expect("stayed home");
+        }
+        assert_eq!(
+            got,
+            Outcome::Success("service healthy".into()),
+            "grpc inside the pod netns"
+        );
+        assert!(
+            matches!(
+                runner.run(&grpc, &outside, "c", t, &switch),
+                Ok(Outcome::Failure(_))
+            ),
+            "grpc from the host"
+        );
+    } else {
+        eprintln!(
+            "SKIP (grpc part): python3 grpcio-health-checking not installed (scripts/install-deps)"
+        );
+    }
 
     // A namespace path that does not exist is a prober error, not a failure.
     let missing = ProbeTarget {
