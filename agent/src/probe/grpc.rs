@@ -31,6 +31,8 @@ const PRIORITY: u8 = 0x20;
 /// Frames larger than this are refused (the client never raises SETTINGS_MAX_FRAME_SIZE).
 const MAX_FRAME: usize = 16_384;
 const STREAM: u32 = 1;
+/// Limit on the response's header blocks and on its body (a health reply is a few bytes).
+const MAX_RESPONSE: usize = 64 * 1024;
 
 /// Runs the health check against `host:port` for `service` within `timeout`.
 pub fn probe(host: &str, port: u16, service: &str, user_agent: &str, timeout: Duration) -> Outcome {
@@ -226,6 +228,9 @@ fn check(
                         return Err(protocol("expected CONTINUATION frame"));
                     }
                     block.extend_from_slice(&p);
+                    if block.len() > MAX_RESPONSE {
+                        return Err(protocol("response headers too large"));
+                    }
                     end_headers = f & END_HEADERS != 0;
                 }
                 headers.extend(hpack.decode(&block).map_err(|e| protocol(e.to_string()))?);
@@ -235,6 +240,9 @@ fn check(
             }
             DATA if stream == STREAM => {
                 body.extend_from_slice(strip_padding(flags, &payload, false)?);
+                if body.len() > MAX_RESPONSE {
+                    return Err(protocol("response message too large"));
+                }
                 if flags & END_STREAM != 0 {
                     return reply(&headers, &body);
                 }
