@@ -4,3 +4,4 @@
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
 pub mod kube;
+pub mod mirror;

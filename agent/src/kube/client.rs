@@ -230,7 +230,7 @@ impl ApiClient {
 
     /// The agent for the credentials as they are on disk now, rebuilt when a file changed.
     fn agent(&self) -> Result<(ureq::Agent, Option<String>), KubeError> {
-        let stamps: Vec<Stamp> = self.watched_files().iter().map(|p| stamp(p)).collect();
+        let stamps: Vec<Stamp> = self.watched_files().iter().map(stamp).collect();
         let mut cached = self
             .inner
             .cached

@@ -2,6 +2,7 @@
 //! rotating client certificates, JSON requests and the API's `Status` errors.
 //!
 //! It is what the mirror task (`crate::mirror`) talks through; nothing here knows about pods.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod client;
 mod error;

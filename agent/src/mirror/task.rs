@@ -1,0 +1,547 @@
+//! The mirror task: one thread that interprets `decide`'s actions against the API server,
+//! keeps the Node and its Lease alive, patches statuses and sends events. It reads the input
+//! store and never blocks its writers; while the API server is down it backs off and
+//! catches up from the latest snapshot (nothing queues up but the bounded event queue).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{Value, json};
+
+use super::backoff::Backoff;
+use super::config::{MirrorConfig, MirrorError};
+use super::decide::{Action, DeleteReason, DesiredMirror, ObservedPod, PodKey, decide};
+use super::events::{EventLimiter, event_object};
+use super::input::{MirrorHandle, Shared, StaticPod, WatchItem};
+use super::log_once::LogOnce;
+use super::node::{LEASE_NAMESPACE, new_lease, node_object, node_status_patch, renewed_lease};
+use super::pod::{mirror_hash, mirror_pod, status_contains, status_json, status_patch};
+use super::watch::{pods_on_node_path, spawn_watch};
+use crate::kube::{ApiClient, KubeError};
+
+const STRATEGIC: &str = "application/strategic-merge-patch+json";
+
+/// Start the mirror task on its own thread.
+pub fn spawn(
+    client: ApiClient,
+    config: MirrorConfig,
+) -> std::io::Result<(MirrorHandle, JoinHandle<()>)> {
+    let shared = Shared::new(config.timing.event_queue);
+    let handle = MirrorHandle {
+        shared: Arc::clone(&shared),
+    };
+    let task = Task::new(client, config, shared);
+    let thread = std::thread::Builder::new()
+        .name("mirror".into())
+        .spawn(move || task.run())?;
+    Ok((handle, thread))
+}
+
+#[derive(Debug)]
+struct Sent {
+    uid: String,
+    body: Value,
+    at: Instant,
+}
+
+struct Task {
+    client: ApiClient,
+    cfg: MirrorConfig,
+    shared: Arc<Shared>,
+    desired: BTreeMap<PodKey, StaticPod>,
+    desired_version: u64,
+    node_uid: Option<String>,
+    lease: Option<Lease>,
+    lease_due: Instant,
+    node_status_due: Instant,
+    mirrors: BTreeMap<PodKey, Pod>,
+    list_due: Instant,
+    watch_gen: u64,
+    watch_running: bool,
+    watch_started: Instant,
+    sent: HashMap<PodKey, Sent>,
+    hold: HashMap<PodKey, Instant>,
+    status_due: Option<Instant>,
+    event_due: Option<Instant>,
+    limiter: EventLimiter,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    log: LogOnce,
+}
+
+impl Task {
+    fn new(client: ApiClient, cfg: MirrorConfig, shared: Arc<Shared>) -> Self {
+        let now = Instant::now();
+        let t = &cfg.timing;
+        Self {
+            limiter: EventLimiter::new(t.event_burst, t.event_interval, now),
+            backoff: Backoff::new(t.backoff_min, t.backoff_max),
+            client,
+            shared,
+            desired: BTreeMap::new(),
+            desired_version: u64::MAX,
+            node_uid: None,
+            lease: None,
+            lease_due: now,
+            node_status_due: now,
+            mirrors: BTreeMap::new(),
+            list_due: now,
+            watch_gen: 0,
+            watch_running: false,
+            watch_started: now,
+            sent: HashMap::new(),
+            hold: HashMap::new(),
+            status_due: None,
+            event_due: None,
+            retry_at: None,
+            log: LogOnce::default(),
+            cfg,
+        }
+    }
+
+    fn run(mut self) {
+        loop {
+            let deadline = self.next_deadline();
+            let mut state = self.shared.wait(deadline);
+            if state.stop {
+                return;
+            }
+            if state.pods_version != self.desired_version {
+                self.desired = state.pods.clone();
+                self.desired_version = state.pods_version;
+            }
+            let items: Vec<WatchItem> = state.watch.drain(..).collect();
+            let overflow = std::mem::take(&mut state.watch_overflow);
+            drop(state);
+            self.apply_watch(items, overflow);
+            let now = Instant::now();
+            if self.retry_at.is_some_and(|t| now < t) {
+                continue;
+            }
+            match self.sync(now) {
+                Ok(()) => {
+                    self.retry_at = None;
+                    self.backoff.reset();
+                    self.log.ok("sync");
+                }
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    self.log
+                        .failed("sync", &e.key(), &format_args!("{e} (retry in {delay:?})"));
+                    self.retry_at = Some(now + delay);
+                }
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> Instant {
+        if let Some(t) = self.retry_at {
+            return t;
+        }
+        [
+            Some(self.lease_due),
+            Some(self.node_status_due),
+            Some(self.list_due),
+            self.status_due,
+            self.event_due,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(self.hold.values().copied())
+        .min()
+        .unwrap_or_else(|| Instant::now() + self.cfg.timing.resync)
+    }
+
+    fn apply_watch(&mut self, items: Vec<WatchItem>, overflow: bool) {
+        if overflow {
+            self.list_due = Instant::now();
+        }
+        for item in items {
+            match item {
+                WatchItem::Upsert(g, pod) if g == self.watch_gen => {
+                    self.mirrors.insert(key_of(&pod), *pod);
+                }
+                WatchItem::Deleted(g, key) if g == self.watch_gen => {
+                    self.mirrors.remove(&key);
+                }
+                WatchItem::Ended(g) if g == self.watch_gen => {
+                    self.watch_running = false;
+                    self.list_due = self
+                        .list_due
+                        .min(self.watch_started + Duration::from_secs(1));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One pass: node, lease, list if due, reconcile, statuses, events.
+    fn sync(&mut self, now: Instant) -> Result<(), MirrorError> {
+        self.ensure_node()?;
+        if now >= self.lease_due {
+            self.renew_lease()?;
+            self.lease_due = now + self.cfg.timing.lease_renew;
+        }
+        if now >= self.node_status_due {
+            self.patch_node_status()?;
+            self.node_status_due = now + self.cfg.timing.node_status;
+        }
+        if now >= self.list_due {
+            self.list(now)?;
+        }
+        self.reconcile(now)?;
+        self.sync_statuses(now)?;
+        self.send_events(now)?;
+        Ok(())
+    }
+
+    /// An answer from the API server is logged once and tolerated; no answer aborts the pass.
+    fn soft<T>(&mut self, what: &str, r: Result<T, KubeError>) -> Result<Option<T>, MirrorError> {
+        match r {
+            Ok(v) => {
+                self.log.ok(what);
+                Ok(Some(v))
+            }
+            Err(e @ KubeError::Api { .. }) => {
+                self.log.failed(what, &e.log_key(), &e);
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn ensure_node(&mut self) -> Result<(), MirrorError> {
+        if self.node_uid.is_some() {
+            return Ok(());
+        }
+        let name = self.cfg.node_name.clone();
+        let mut node = None;
+        if self.cfg.register_node {
+            let body = node_object(&name, &self.cfg.node_facts, super::wall_clock());
+            match self.client.post::<Node>("/api/v1/nodes", &body) {
+                Ok(n) => {
+                    tracing::info!(node = %name, "registered node");
+                    node = Some(n);
+                }
+                Err(e) if e.is_conflict() => {}
+                Err(e @ KubeError::Api { .. }) => {
+                    self.log.failed(
+                        "register-node",
+                        &e.log_key(),
+                        &format_args!(
+                            "may not register node {name} ({e}); using the existing Node"
+                        ),
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let node = match node {
+            Some(n) => n,
+            None => match self.client.get::<Node>(&format!("/api/v1/nodes/{name}")) {
+                Ok(n) => n,
+                Err(e) if e.is_not_found() => return Err(MirrorError::NodeMissing(name)),
+                Err(e) => return Err(e.into()),
+            },
+        };
+        self.node_uid = node.metadata.uid;
+        self.node_status_due = Instant::now();
+        Ok(())
+    }
+
+    fn patch_node_status(&mut self) -> Result<(), MirrorError> {
+        let name = self.cfg.node_name.clone();
+        let path = format!("/api/v1/nodes/{name}/status");
+        let body = node_status_patch(&self.cfg.node_facts, super::wall_clock());
+        match self.client.patch::<Node>(&path, STRATEGIC, &body) {
+            Err(e) if e.is_not_found() => {
+                self.node_uid = None;
+                Err(e.into())
+            }
+            r => {
+                if let Some(n) = self.soft("node-status", r)? {
+                    if n.metadata.uid.is_some() && n.metadata.uid != self.node_uid {
+                        tracing::info!(
+                            "node {name} was re-created; owner references follow its new UID"
+                        );
+                        self.node_uid = n.metadata.uid;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn renew_lease(&mut self) -> Result<(), MirrorError> {
+        let node = self.cfg.node_name.clone();
+        let secs = self.cfg.timing.lease_duration_secs;
+        let path =
+            format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{node}");
+        let current = match self.lease.take() {
+            Some(l) => Some(l),
+            None => match self.client.get::<Lease>(&path) {
+                Ok(l) => Some(l),
+                Err(e) if e.is_not_found() => None,
+                r @ Err(_) => self.soft("lease", r)?,
+            },
+        };
+        let result = match current {
+            Some(l) => self
+                .client
+                .put::<Lease>(&path, &renewed_lease(l, &node, secs, super::wall_clock())),
+            None => {
+                let uid = self.node_uid.clone().unwrap_or_default();
+                let body = new_lease(&node, &uid, secs, super::wall_clock());
+                self.client.post(
+                    &format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"),
+                    &body,
+                )
+            }
+        };
+        self.lease = self.soft("lease", result)?;
+        Ok(())
+    }
+
+    fn list(&mut self, now: Instant) -> Result<(), MirrorError> {
+        let list: k8s_openapi::List<Pod> =
+            self.client.get(&pods_on_node_path(&self.cfg.node_name))?;
+        self.mirrors = list.items.into_iter().map(|p| (key_of(&p), p)).collect();
+        self.list_due = now + self.cfg.timing.resync;
+        if !self.watch_running {
+            let rv = list.metadata.resource_version.unwrap_or_default();
+            self.watch_gen += 1;
+            self.watch_started = now;
+            let spawned = spawn_watch(
+                self.client.clone(),
+                &self.cfg.node_name,
+                &rv,
+                self.watch_gen,
+                self.cfg.timing.watch_timeout,
+                Arc::clone(&self.shared),
+            );
+            match spawned {
+                Ok(()) => self.watch_running = true,
+                Err(e) => {
+                    tracing::warn!("mirror: start pod watch thread: {e}; relying on re-lists")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn reconcile(&mut self, now: Instant) -> Result<(), MirrorError> {
+        let Some(node_uid) = self.node_uid.clone() else {
+            return Ok(());
+        };
+        self.hold.retain(|_, t| *t > now);
+        let desired = self
+            .desired
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    DesiredMirror {
+                        hash: p.config_hash.clone(),
+                        terminal: p.terminal(),
+                    },
+                )
+            })
+            .collect();
+        let observed = self
+            .mirrors
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    ObservedPod {
+                        uid: p.metadata.uid.clone().unwrap_or_default(),
+                        mirror_hash: mirror_hash(p).map(str::to_owned),
+                        deleting: p.metadata.deletion_timestamp.is_some(),
+                    },
+                )
+            })
+            .collect();
+        for action in decide(&desired, &observed) {
+            match action {
+                Action::Create(key) if !self.hold.contains_key(&key) => {
+                    self.create(&key, &node_uid, now)?
+                }
+                Action::Create(_) => {}
+                Action::Delete { key, uid, reason } => self.delete(&key, &uid, reason, now)?,
+                Action::NameTaken(key) => {
+                    self.log.failed(&format!("name-taken/{}/{}", key.0, key.1), "taken", &format_args!(
+                        "pod {}/{} on this node is not a mirror pod: cannot mirror the static pod", key.0, key.1
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn create(&mut self, key: &PodKey, node_uid: &str, now: Instant) -> Result<(), MirrorError> {
+        let Some(sp) = self.desired.get(key) else {
+            return Ok(());
+        };
+        let body = mirror_pod(&sp.pod, &sp.config_hash, &self.cfg.node_name, node_uid);
+        let what = format!("create/{}/{}", key.0, key.1);
+        match self
+            .client
+            .post::<Pod>(&format!("/api/v1/namespaces/{}/pods", key.0), &body)
+        {
+            Ok(pod) => {
+                self.log.ok(&what);
+                tracing::info!(pod = %key.1, namespace = %key.0, "created mirror pod");
+                self.sent.remove(key);
+                self.mirrors.insert(key.clone(), pod);
+            }
+            Err(e) if e.is_conflict() => self.list_due = now,
+            r => {
+                if self.soft(&what, r)?.is_none() {
+                    // Refused (e.g. the Node UID changed): hold this pod and re-check the node.
+                    self.hold
+                        .insert(key.clone(), now + self.cfg.timing.status_resend);
+                    self.node_status_due = now;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        key: &PodKey,
+        uid: &str,
+        reason: DeleteReason,
+        now: Instant,
+    ) -> Result<(), MirrorError> {
+        let path = format!("/api/v1/namespaces/{}/pods/{}", key.0, key.1);
+        let options = json!({
+            "apiVersion": "v1", "kind": "DeleteOptions",
+            "gracePeriodSeconds": 0, "preconditions": { "uid": uid },
+        });
+        match self.client.delete(&path, &options) {
+            Ok(()) => {
+                tracing::info!(pod = %key.1, namespace = %key.0, ?reason, "deleted mirror pod");
+                self.mirrors.remove(key);
+            }
+            Err(e) if e.is_not_found() => {
+                self.mirrors.remove(key);
+            }
+            Err(e) if e.is_conflict() => self.list_due = now,
+            r => {
+                self.soft(&format!("delete/{}/{}", key.0, key.1), r)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_statuses(&mut self, now: Instant) -> Result<(), MirrorError> {
+        let resend = self.cfg.timing.status_resend;
+        self.status_due = None;
+        let mut work = Vec::new();
+        for (key, sp) in &self.desired {
+            let (Some(status), Some(mirror)) = (&sp.status, self.mirrors.get(key)) else {
+                continue;
+            };
+            if mirror_hash(mirror) != Some(sp.config_hash.as_str())
+                || mirror.metadata.deletion_timestamp.is_some()
+            {
+                continue;
+            }
+            let uid = mirror.metadata.uid.clone().unwrap_or_default();
+            let ours = status_json(status);
+            let api = mirror
+                .status
+                .as_ref()
+                .map(status_json)
+                .unwrap_or(Value::Null);
+            if status_contains(&api, &ours) {
+                continue;
+            }
+            if let Some(s) = self
+                .sent
+                .get(key)
+                .filter(|s| s.uid == uid && s.body == ours)
+            {
+                if now < s.at + resend {
+                    self.status_due = self
+                        .status_due
+                        .min(Some(s.at + resend))
+                        .or(Some(s.at + resend));
+                    continue;
+                }
+            }
+            work.push((key.clone(), uid, ours));
+        }
+        for (key, uid, ours) in work {
+            let path = format!("/api/v1/namespaces/{}/pods/{}/status", key.0, key.1);
+            let result = self
+                .client
+                .patch::<Pod>(&path, STRATEGIC, &status_patch(&uid, &ours));
+            self.sent.insert(
+                key.clone(),
+                Sent {
+                    uid,
+                    body: ours,
+                    at: now,
+                },
+            );
+            match result {
+                Ok(pod) => {
+                    self.mirrors.insert(key, pod);
+                }
+                Err(e) if e.is_not_found() => {
+                    self.mirrors.remove(&key);
+                }
+                Err(e) if e.is_conflict() => self.list_due = now,
+                r => {
+                    self.soft(&format!("status/{}/{}", key.0, key.1), r)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_events(&mut self, now: Instant) -> Result<(), MirrorError> {
+        self.event_due = None;
+        loop {
+            let Some(pending) = self.shared.lock().events.pop() else {
+                return Ok(());
+            };
+            if !self.limiter.admit(now) {
+                self.event_due = Some(self.limiter.next_token(now));
+                self.shared.lock().events.unpop(pending);
+                return Ok(());
+            }
+            let key = &pending.event.pod;
+            let uid = match (self.mirrors.get(key), self.desired.get(key)) {
+                (Some(m), _) => m.metadata.uid.clone().unwrap_or_default(),
+                (None, Some(sp)) => sp.config_hash.clone(),
+                (None, None) => String::new(),
+            };
+            let body = event_object(&pending, &uid, &self.cfg.node_name);
+            let path = format!("/api/v1/namespaces/{}/events", key.0);
+            match self.client.post::<Value>(&path, &body) {
+                Err(e @ KubeError::Transport { .. }) => {
+                    self.shared.lock().events.unpop(pending);
+                    return Err(e.into());
+                }
+                r => {
+                    self.soft("events", r)?;
+                }
+            }
+        }
+    }
+}
+
+fn key_of(pod: &Pod) -> PodKey {
+    let m = &pod.metadata;
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
