@@ -52,12 +52,22 @@ fn env(node: &str) -> Env {
         ),
     )
     .unwrap();
-    Env { pki, api, node: node.into(), kubeconfig, current, cert_der: der }
+    Env {
+        pki,
+        api,
+        node: node.into(),
+        kubeconfig,
+        current,
+        cert_der: der,
+    }
 }
 
 fn client(env: &Env) -> ApiClient {
     let access = ClusterAccess::from_kubeconfig(&env.kubeconfig).unwrap();
-    let options = ClientOptions { timeout: Duration::from_secs(3), connect_timeout: Duration::from_secs(1) };
+    let options = ClientOptions {
+        timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(1),
+    };
     ApiClient::new(access, options).unwrap()
 }
 
@@ -76,8 +86,15 @@ fn fast_timing() -> Timing {
 
 fn config(env: &Env) -> MirrorConfig {
     let mut facts = NodeFacts::from_host(&env.node);
-    facts.addresses.push(("InternalIP".into(), "127.0.0.1".into()));
-    MirrorConfig { node_name: env.node.clone(), register_node: true, node_facts: facts, timing: fast_timing() }
+    facts
+        .addresses
+        .push(("InternalIP".into(), "127.0.0.1".into()));
+    MirrorConfig {
+        node_name: env.node.clone(),
+        register_node: true,
+        node_facts: facts,
+        timing: fast_timing(),
+    }
 }
 
 fn start(env: &Env) -> (MirrorHandle, JoinHandle<()>) {
@@ -108,12 +125,20 @@ fn static_pod(name: &str, node: &str, hash: &str, image: &str) -> StaticPod {
         spec: Some(PodSpec {
             node_name: Some(node.into()),
             host_network: Some(true),
-            containers: vec![Container { name: name.into(), image: Some(image.into()), ..Container::default() }],
+            containers: vec![Container {
+                name: name.into(),
+                image: Some(image.into()),
+                ..Container::default()
+            }],
             ..PodSpec::default()
         }),
         status: None,
     };
-    StaticPod { pod, config_hash: hash.into(), status: None }
+    StaticPod {
+        pod,
+        config_hash: hash.into(),
+        status: None,
+    }
 }
 
 fn time(secs: i64) -> Time {
@@ -123,12 +148,20 @@ fn time(secs: i64) -> Time {
 /// A container status in a crash loop after `restarts` restarts (or running and ready).
 fn status(restarts: i32, running: bool, ready: bool) -> PodStatus {
     let state = if running {
-        ContainerState { running: Some(ContainerStateRunning { started_at: Some(time(i64::from(restarts))) }), ..ContainerState::default() }
+        ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: Some(time(i64::from(restarts))),
+            }),
+            ..ContainerState::default()
+        }
     } else {
         ContainerState {
             waiting: Some(ContainerStateWaiting {
                 reason: Some("CrashLoopBackOff".into()),
-                message: Some(format!("back-off {}s restarting failed container", 10 * restarts)),
+                message: Some(format!(
+                    "back-off {}s restarting failed container",
+                    10 * restarts
+                )),
             }),
             ..ContainerState::default()
         }
@@ -153,7 +186,11 @@ fn status(restarts: i32, running: bool, ready: bool) -> PodStatus {
                 .iter()
                 .map(|t| PodCondition {
                     type_: (*t).into(),
-                    status: if t.ends_with("Ready") { flag.into() } else { "True".into() },
+                    status: if t.ends_with("Ready") {
+                        flag.into()
+                    } else {
+                        "True".into()
+                    },
                     last_transition_time: Some(time(0)),
                     ..PodCondition::default()
                 })
@@ -188,11 +225,17 @@ fn uid(pod: &Value) -> String {
 }
 
 fn mirror_hash(pod: &Value) -> &str {
-    pod["metadata"]["annotations"]["kubernetes.io/config.mirror"].as_str().unwrap_or_default()
+    pod["metadata"]["annotations"]["kubernetes.io/config.mirror"]
+        .as_str()
+        .unwrap_or_default()
 }
 
 fn assert_clean(env: &Env) {
-    assert_eq!(env.api.violations(), Vec::<String>::new(), "the client triggered an authorizer/admission refusal");
+    assert_eq!(
+        env.api.violations(),
+        Vec::<String>::new(),
+        "the client triggered an authorizer/admission refusal"
+    );
 }
 
 #[test]
@@ -204,24 +247,47 @@ fn mirror_created_with_annotations_and_node_owner_and_node_registered() {
     let pod = env.api.pod(NS, "etcd-n1").unwrap();
     let node = env.api.with(|s| s.nodes["n1"].clone());
     assert_eq!(mirror_hash(&pod), "h1");
-    assert_eq!(pod["metadata"]["annotations"]["kubernetes.io/config.hash"], "h1");
-    assert_eq!(pod["metadata"]["annotations"]["kubernetes.io/config.source"], "file");
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/config.hash"],
+        "h1"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/config.source"],
+        "file"
+    );
     assert_eq!(pod["metadata"]["labels"]["component"], "etcd");
     assert_eq!(
         pod["metadata"]["ownerReferences"],
         json!([{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": node["metadata"]["uid"], "controller": true}])
     );
-    assert_ne!(pod["metadata"]["uid"], "h1", "the API assigns the mirror its own UID");
+    assert_ne!(
+        pod["metadata"]["uid"], "h1",
+        "the API assigns the mirror its own UID"
+    );
     assert_eq!(pod["spec"]["nodeName"], "n1");
-    assert_eq!(node["spec"]["taints"], json!([{"key": "podvisor.io/static-only", "effect": "NoSchedule"}]));
+    assert_eq!(
+        node["spec"]["taints"],
+        json!([{"key": "podvisor.io/static-only", "effect": "NoSchedule"}])
+    );
     assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
-    let ready = node["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready["status"], "True");
     assert!(node["status"]["capacity"]["cpu"].is_string());
-    wait_until("lease renewed twice", || env.api.with(|s| s.lease_renewals >= 3));
+    wait_until("lease renewed twice", || {
+        env.api.with(|s| s.lease_renewals >= 3)
+    });
     let lease = env.api.with(|s| s.leases["n1"].clone());
     assert_eq!(lease["spec"]["holderIdentity"], "n1");
-    assert_eq!(lease["metadata"]["ownerReferences"][0]["uid"], node["metadata"]["uid"]);
+    assert_eq!(
+        lease["metadata"]["ownerReferences"][0]["uid"],
+        node["metadata"]["uid"]
+    );
     stop(h, t);
     assert_clean(&env);
 }
@@ -229,18 +295,42 @@ fn mirror_created_with_annotations_and_node_owner_and_node_registered() {
 #[test]
 fn mirror_deleted_through_the_api_is_recreated_with_a_new_uid() {
     let env = env("n1");
-    let (h, t) = start(&env);
+    let mut cfg = config(&env);
+    cfg.timing.resync = Duration::from_secs(600);
+    let (h, t) = mirror::spawn(client(&env), cfg).unwrap();
     h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
     wait_until("mirror created", || env.api.pod(NS, "etcd-n1").is_some());
     let first = uid(&env.api.pod(NS, "etcd-n1").unwrap());
     env.api.admin_delete_now(NS, "etcd-n1");
-    wait_until("mirror re-created", || env.api.pod(NS, "etcd-n1").is_some_and(|p| uid(&p) != first));
+    wait_until("mirror re-created", || {
+        env.api.pod(NS, "etcd-n1").is_some_and(|p| uid(&p) != first)
+    });
     let second = uid(&env.api.pod(NS, "etcd-n1").unwrap());
     // A graceful delete (deletionTimestamp set) is finished by the node and the mirror re-created.
     env.api.admin_delete_graceful(NS, "etcd-n1");
     wait_until("terminating mirror replaced", || {
-        env.api.pod(NS, "etcd-n1").is_some_and(|p| uid(&p) != second && p["metadata"]["deletionTimestamp"].is_null())
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| uid(&p) != second && p["metadata"]["deletionTimestamp"].is_null())
     });
+    // Both deletions were seen through the watch (one list, no periodic re-list in this test).
+    let (lists, watches) = env.api.with(|s| {
+        let pods = |w: bool| {
+            let on_node =
+                |r: &&(String, String, String)| r.0 == "GET" && r.1.starts_with("/api/v1/pods?");
+            s.requests
+                .iter()
+                .filter(on_node)
+                .filter(|r| r.1.contains("watch=true") == w)
+                .count()
+        };
+        (pods(false), pods(true))
+    });
+    assert_eq!(
+        (lists, watches),
+        (1, 1),
+        "one list, then the watch drives everything"
+    );
     stop(h, t);
     assert_clean(&env);
 }
@@ -249,15 +339,30 @@ fn mirror_deleted_through_the_api_is_recreated_with_a_new_uid() {
 fn hash_change_replaces_mirror_and_removal_deletes_it() {
     let env = env("n1");
     let (h, t) = start(&env);
-    h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1"), static_pod("kube-apiserver", "n1", "k1", "apiserver:1")]);
-    wait_until("mirrors created", || env.api.pod(NS, "etcd-n1").is_some() && env.api.pod(NS, "kube-apiserver-n1").is_some());
+    h.set_static_pods([
+        static_pod("etcd", "n1", "h1", "etcd:1"),
+        static_pod("kube-apiserver", "n1", "k1", "apiserver:1"),
+    ]);
+    wait_until("mirrors created", || {
+        env.api.pod(NS, "etcd-n1").is_some() && env.api.pod(NS, "kube-apiserver-n1").is_some()
+    });
     let old = uid(&env.api.pod(NS, "etcd-n1").unwrap());
     // Manifest edit: new config hash (kubeadm upgrade waits for exactly this).
-    h.set_static_pods([static_pod("etcd", "n1", "h2", "etcd:2"), static_pod("kube-apiserver", "n1", "k1", "apiserver:1")]);
-    wait_until("mirror replaced with new hash", || env.api.pod(NS, "etcd-n1").is_some_and(|p| mirror_hash(&p) == "h2"));
+    h.set_static_pods([
+        static_pod("etcd", "n1", "h2", "etcd:2"),
+        static_pod("kube-apiserver", "n1", "k1", "apiserver:1"),
+    ]);
+    wait_until("mirror replaced with new hash", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| mirror_hash(&p) == "h2")
+    });
     let new = env.api.pod(NS, "etcd-n1").unwrap();
     assert_ne!(uid(&new), old);
-    assert_eq!(new["metadata"]["annotations"]["kubernetes.io/config.hash"], "h2");
+    assert_eq!(
+        new["metadata"]["annotations"]["kubernetes.io/config.hash"],
+        "h2"
+    );
     assert_eq!(new["spec"]["containers"][0]["image"], "etcd:2");
     // Manifest removed: its mirror goes, the other stays.
     h.set_static_pods([static_pod("kube-apiserver", "n1", "k1", "apiserver:1")]);
@@ -275,14 +380,23 @@ fn spec_edits_to_a_mirror_are_ignored() {
     h.set_static_pods([sp.clone()]);
     wait_until("mirror created", || env.api.pod(NS, "etcd-n1").is_some());
     let before = uid(&env.api.pod(NS, "etcd-n1").unwrap());
-    env.api.admin_edit(NS, "etcd-n1", |p| p["spec"]["containers"][0]["image"] = json!("evil:1"));
+    env.api.admin_edit(NS, "etcd-n1", |p| {
+        p["spec"]["containers"][0]["image"] = json!("evil:1")
+    });
     // A status round trip after the edit proves the task has seen the edit's watch event.
     sp.status = Some(status(0, true, true));
     h.set_static_pods([sp]);
-    wait_until("status arrived", || env.api.pod(NS, "etcd-n1").is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true));
+    wait_until("status arrived", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+    });
     let after = env.api.pod(NS, "etcd-n1").unwrap();
     assert_eq!(uid(&after), before, "not re-created");
-    assert_eq!(after["spec"]["containers"][0]["image"], "evil:1", "not reverted either: the file is the truth for what runs");
+    assert_eq!(
+        after["spec"]["containers"][0]["image"], "evil:1",
+        "not reverted either: the file is the truth for what runs"
+    );
     stop(h, t);
     assert_clean(&env);
 }
@@ -294,12 +408,23 @@ fn status_follows_a_crash_loop_and_readiness() {
     h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
     wait_until("mirror created", || env.api.pod(NS, "etcd-n1").is_some());
     assert!(h.set_status("h1", status(0, true, true)));
-    wait_until("running and ready", || env.api.pod(NS, "etcd-n1").is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true));
+    wait_until("running and ready", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+    });
     for restarts in 1..=3 {
         h.set_status("h1", status(restarts, false, false));
-        h.record_event(PodEvent { pod: (NS.into(), "etcd-n1".into()), reason: "BackOff".into(), message: "Back-off restarting failed container etcd".into(), warning: true });
+        h.record_event(PodEvent {
+            pod: (NS.into(), "etcd-n1".into()),
+            reason: "BackOff".into(),
+            message: "Back-off restarting failed container etcd".into(),
+            warning: true,
+        });
         wait_until("crash loop status", || {
-            env.api.pod(NS, "etcd-n1").is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == restarts)
+            env.api
+                .pod(NS, "etcd-n1")
+                .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == restarts)
         });
     }
     let pod = env.api.pod(NS, "etcd-n1").unwrap();
@@ -308,13 +433,35 @@ fn status_follows_a_crash_loop_and_readiness() {
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Error");
     assert_eq!(cs["ready"], false);
-    let ready = pod["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
     assert_eq!(ready["status"], "False");
-    assert_eq!(pod["status"]["qosClass"], "BestEffort", "fields we do not send are kept");
+    assert_eq!(
+        pod["status"]["qosClass"], "BestEffort",
+        "fields we do not send are kept"
+    );
     h.set_status("h1", status(3, true, true));
-    wait_until("ready again", || env.api.pod(NS, "etcd-n1").is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true));
-    wait_until("BackOff event sent", || env.api.with(|s| s.events.iter().any(|e| e["reason"] == "BackOff")));
-    let ev = env.api.with(|s| s.events.iter().find(|e| e["reason"] == "BackOff").unwrap().clone());
+    wait_until("ready again", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+    });
+    wait_until("BackOff event sent", || {
+        env.api
+            .with(|s| s.events.iter().any(|e| e["reason"] == "BackOff"))
+    });
+    let ev = env.api.with(|s| {
+        s.events
+            .iter()
+            .find(|e| e["reason"] == "BackOff")
+            .unwrap()
+            .clone()
+    });
     assert_eq!(ev["involvedObject"]["uid"], pod["metadata"]["uid"]);
     assert_eq!(ev["type"], "Warning");
     stop(h, t);
@@ -326,14 +473,27 @@ fn api_down_then_back_converges_to_the_latest_state() {
     let env = env("n1");
     let (h, t) = start(&env);
     let mut c = static_pod("c", "n1", "c1", "c:1");
-    h.set_static_pods([static_pod("a", "n1", "a1", "a:1"), static_pod("b", "n1", "b1", "b:1"), c.clone()]);
+    h.set_static_pods([
+        static_pod("a", "n1", "a1", "a:1"),
+        static_pod("b", "n1", "b1", "b:1"),
+        c.clone(),
+    ]);
     wait_until("three mirrors", || env.api.with(|s| s.pods.len() == 3));
     env.api.set_down(true);
     // While it is down: a removed, b edited, d added, c crash-looping, a storm of events.
     for restarts in 1..=50 {
         c.status = Some(status(restarts, false, false));
-        h.set_static_pods([static_pod("b", "n1", "b2", "b:2"), c.clone(), static_pod("d", "n1", "d1", "d:1")]);
-        h.record_event(PodEvent { pod: (NS.into(), "c-n1".into()), reason: "BackOff".into(), message: format!("restart {restarts}"), warning: true });
+        h.set_static_pods([
+            static_pod("b", "n1", "b2", "b:2"),
+            c.clone(),
+            static_pod("d", "n1", "d1", "d:1"),
+        ]);
+        h.record_event(PodEvent {
+            pod: (NS.into(), "c-n1".into()),
+            reason: "BackOff".into(),
+            message: format!("restart {restarts}"),
+            warning: true,
+        });
     }
     std::thread::sleep(Duration::from_millis(500));
     env.api.set_down(false);
@@ -363,15 +523,27 @@ fn handle_never_waits_for_a_blackholed_api_server() {
     let started = Instant::now();
     for restarts in 0..10_000 {
         h.set_status("h1", status(restarts % 100, restarts % 2 == 0, false));
-        h.record_event(PodEvent { pod: (NS.into(), "etcd-n1".into()), reason: "BackOff".into(), message: format!("{restarts}"), warning: true });
+        h.record_event(PodEvent {
+            pod: (NS.into(), "etcd-n1".into()),
+            reason: "BackOff".into(),
+            message: format!("{restarts}"),
+            warning: true,
+        });
     }
     let took = started.elapsed();
     println!("20000 handle calls with the API server blackholed: {took:?}");
     // Generous bound: the point is that no call waits for the (3 s) request timeout.
-    assert!(took < Duration::from_secs(2), "handle calls waited on the API: {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "handle calls waited on the API: {took:?}"
+    );
     env.api.set_blackhole(false);
     h.set_status("h1", status(7, true, true));
-    wait_until("caught up", || env.api.pod(NS, "etcd-n1").is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == 7));
+    wait_until("caught up", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == 7)
+    });
     stop(h, t);
     assert_clean(&env);
 }
@@ -392,7 +564,9 @@ fn rotated_client_certificate_file_is_picked_up() {
     env.api.revoke_cert(&env.cert_der);
     h.set_status("h1", status(4, true, true));
     wait_until("status patched with the new certificate", || {
-        env.api.pod(NS, "etcd-n1").is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == 4)
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == 4)
     });
     assert!(env.api.used.lock().unwrap().iter().any(|l| l == "b"));
     stop(h, t);
@@ -406,7 +580,13 @@ fn bearer_token_file_authenticates() {
     std::fs::write(&token_file, "s3cret\n").unwrap();
     env.api.allow_token("s3cret", "n1");
     let text = std::fs::read_to_string(&env.kubeconfig).unwrap();
-    let text = text.replace(&format!("    client-certificate: {c}\n    client-key: {c}\n", c = env.current.display()), "    tokenFile: token\n");
+    let text = text.replace(
+        &format!(
+            "    client-certificate: {c}\n    client-key: {c}\n",
+            c = env.current.display()
+        ),
+        "    tokenFile: token\n",
+    );
     std::fs::write(&env.kubeconfig, text).unwrap();
     let (h, t) = start(&env);
     h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
@@ -423,16 +603,32 @@ fn existing_node_is_used_when_registration_is_forbidden_and_a_missing_one_blocks
     let (h, t) = start(&env);
     h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(env.api.pod(NS, "etcd-n1").is_none(), "no mirror without a Node to own it");
-    let gets = env.api.with(|s| s.requests.iter().filter(|r| r.0 == "GET" && r.1 == "/api/v1/nodes/n1").count());
-    assert!(gets >= 2, "the task keeps retrying with backoff ({gets} GETs)");
+    assert!(
+        env.api.pod(NS, "etcd-n1").is_none(),
+        "no mirror without a Node to own it"
+    );
+    let gets = env.api.with(|s| {
+        s.requests
+            .iter()
+            .filter(|r| r.0 == "GET" && r.1 == "/api/v1/nodes/n1")
+            .count()
+    });
+    assert!(
+        gets >= 2,
+        "the task keeps retrying with backoff ({gets} GETs)"
+    );
     env.api.with(|s| {
         s.rv += 1;
         s.nodes.insert("n1".into(), json!({"metadata": {"name": "n1", "uid": "admin-made-uid", "resourceVersion": "1"}, "spec": {}, "status": {}}));
     });
-    wait_until("mirror created once the node exists", || env.api.pod(NS, "etcd-n1").is_some());
+    wait_until("mirror created once the node exists", || {
+        env.api.pod(NS, "etcd-n1").is_some()
+    });
     let pod = env.api.pod(NS, "etcd-n1").unwrap();
-    assert_eq!(pod["metadata"]["ownerReferences"][0]["uid"], "admin-made-uid");
+    assert_eq!(
+        pod["metadata"]["ownerReferences"][0]["uid"],
+        "admin-made-uid"
+    );
     stop(h, t);
     assert_clean(&env);
 }
@@ -441,11 +637,21 @@ fn existing_node_is_used_when_registration_is_forbidden_and_a_missing_one_blocks
 fn fake_api_server_enforces_node_rules() {
     let env = env("n1");
     let c = client(&env);
-    let node: Value = c.post("/api/v1/nodes", &json!({"metadata": {"name": "n1"}})).unwrap();
+    let node: Value = c
+        .post("/api/v1/nodes", &json!({"metadata": {"name": "n1"}}))
+        .unwrap();
     let node_uid = node["metadata"]["uid"].clone();
     let code = |r: Result<Value, podvisor::kube::KubeError>| r.err().and_then(|e| e.code());
-    assert_eq!(code(c.get("/api/v1/pods")), Some(403), "list without the node field selector");
-    assert_eq!(code(c.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dn2")), Some(403), "other node's pods");
+    assert_eq!(
+        code(c.get("/api/v1/pods")),
+        Some(403),
+        "list without the node field selector"
+    );
+    assert_eq!(
+        code(c.get("/api/v1/pods?fieldSelector=spec.nodeName%3Dn2")),
+        Some(403),
+        "other node's pods"
+    );
     let good = || {
         json!({"metadata": {"name": "p", "namespace": NS, "annotations": {"kubernetes.io/config.mirror": "h"},
                "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": node_uid, "controller": true}]},
@@ -455,7 +661,10 @@ fn fake_api_server_enforces_node_rules() {
     let mut no_annotation = good();
     no_annotation["metadata"]["annotations"] = json!({});
     let mut two_owners = good();
-    two_owners["metadata"]["ownerReferences"] = json!([good()["metadata"]["ownerReferences"][0], good()["metadata"]["ownerReferences"][0]]);
+    two_owners["metadata"]["ownerReferences"] = json!([
+        good()["metadata"]["ownerReferences"][0],
+        good()["metadata"]["ownerReferences"][0]
+    ]);
     let mut wrong_uid = good();
     wrong_uid["metadata"]["ownerReferences"][0]["uid"] = json!("other");
     let mut secret = good();
@@ -464,19 +673,57 @@ fn fake_api_server_enforces_node_rules() {
     sa["spec"]["serviceAccountName"] = json!("default");
     let mut other_node = good();
     other_node["spec"]["nodeName"] = json!("n2");
-    for (what, body) in [("no annotation", no_annotation), ("two owners", two_owners), ("wrong owner uid", wrong_uid), ("secret volume", secret), ("service account", sa), ("other node", other_node)] {
+    for (what, body) in [
+        ("no annotation", no_annotation),
+        ("two owners", two_owners),
+        ("wrong owner uid", wrong_uid),
+        ("secret volume", secret),
+        ("service account", sa),
+        ("other node", other_node),
+    ] {
         assert_eq!(code(c.post(&path, &body)), Some(403), "{what}");
     }
     let created: Value = c.post(&path, &good()).unwrap();
     let pod_path = format!("{path}/p");
     assert_eq!(code(c.put(&pod_path, &created)), Some(403), "spec update");
-    assert_eq!(code(c.patch(&pod_path, "application/strategic-merge-patch+json", &json!({"status": {}}))), Some(403), "status through the pod, not /status");
+    assert_eq!(
+        code(c.patch(
+            &pod_path,
+            "application/strategic-merge-patch+json",
+            &json!({"status": {}})
+        )),
+        Some(403),
+        "status through the pod, not /status"
+    );
     let status_path = format!("{pod_path}/status");
     let sm = "application/strategic-merge-patch+json";
-    assert_eq!(code(c.patch(&status_path, sm, &json!({"status": {"phase": "Running"}}))), Some(422), "no uid precondition");
-    assert_eq!(code(c.patch(&status_path, sm, &json!({"metadata": {"uid": "x"}, "status": {}}))), Some(409), "stale uid");
-    assert_eq!(code(c.delete(&pod_path, &json!({"gracePeriodSeconds": 0})).map(|()| Value::Null)), Some(422), "delete without uid precondition");
-    c.delete(&pod_path, &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": created["metadata"]["uid"]}})).unwrap();
+    assert_eq!(
+        code(c.patch(&status_path, sm, &json!({"status": {"phase": "Running"}}))),
+        Some(422),
+        "no uid precondition"
+    );
+    assert_eq!(
+        code(c.patch(
+            &status_path,
+            sm,
+            &json!({"metadata": {"uid": "x"}, "status": {}})
+        )),
+        Some(409),
+        "stale uid"
+    );
+    assert_eq!(
+        code(
+            c.delete(&pod_path, &json!({"gracePeriodSeconds": 0}))
+                .map(|()| Value::Null)
+        ),
+        Some(422),
+        "delete without uid precondition"
+    );
+    c.delete(
+        &pod_path,
+        &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": created["metadata"]["uid"]}}),
+    )
+    .unwrap();
     assert_eq!(env.api.violations().len(), 12);
 }
 
@@ -488,13 +735,18 @@ fn status_patch_latency_is_measured() {
     let (h, t) = start(&env);
     h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
     wait_until("mirror created", || env.api.pod(NS, "etcd-n1").is_some());
-    let n: i32 = std::env::var("MIRROR_LATENCY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let n: i32 = std::env::var("MIRROR_LATENCY_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let mut mirror_lat = Vec::new();
     for i in 1..=n {
         let before = env.api.with(|s| s.status_patches.len());
         let t0 = Instant::now();
         h.set_status("h1", status(i, true, true));
-        wait_until("patch", || env.api.with(|s| s.status_patches.len() > before));
+        wait_until("patch", || {
+            env.api.with(|s| s.status_patches.len() > before)
+        });
         let at = env.api.with(|s| s.status_patches.last().unwrap().at);
         mirror_lat.push(at - t0);
     }
@@ -506,7 +758,9 @@ fn status_patch_latency_is_measured() {
     for i in 1..=n {
         let body = json!({"metadata": {"uid": pod_uid}, "status": status(1000 + i, true, true)});
         let t0 = Instant::now();
-        let _: Value = c.patch(&path, "application/strategic-merge-patch+json", &body).unwrap();
+        let _: Value = c
+            .patch(&path, "application/strategic-merge-patch+json", &body)
+            .unwrap();
         direct.push(t0.elapsed());
     }
     let median = |v: &mut Vec<Duration>| {

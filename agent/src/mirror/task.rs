@@ -179,9 +179,15 @@ impl Task {
         }
     }
 
-    /// One pass: node, lease, list if due, reconcile, statuses, events.
+    /// One pass: node, list if due, reconcile, statuses (first: they are what people watch),
+    /// then lease and node heartbeats, then events.
     fn sync(&mut self, now: Instant) -> Result<(), MirrorError> {
         self.ensure_node()?;
+        if now >= self.list_due {
+            self.list(now)?;
+        }
+        self.reconcile(now)?;
+        self.sync_statuses(now)?;
         if now >= self.lease_due {
             self.renew_lease()?;
             self.lease_due = now + self.cfg.timing.lease_renew;
@@ -190,11 +196,6 @@ impl Task {
             self.patch_node_status()?;
             self.node_status_due = now + self.cfg.timing.node_status;
         }
-        if now >= self.list_due {
-            self.list(now)?;
-        }
-        self.reconcile(now)?;
-        self.sync_statuses(now)?;
         self.send_events(now)?;
         Ok(())
     }

@@ -17,7 +17,11 @@ pub const MIRROR: &str = "kubernetes.io/config.mirror";
 
 pub enum Reply {
     Json(u16, Value),
-    Watch { node: String, from_rv: u64, timeout_secs: u64 },
+    Watch {
+        node: String,
+        from_rv: u64,
+        timeout_secs: u64,
+    },
 }
 
 pub struct PatchRecord {
@@ -61,7 +65,11 @@ impl Store {
 
     fn new_uid(&mut self) -> String {
         self.uid_seed += 1;
-        format!("{:08x}-0000-4000-8000-{:012x}", std::process::id(), self.uid_seed + (self.rv << 20))
+        format!(
+            "{:08x}-0000-4000-8000-{:012x}",
+            std::process::id(),
+            self.uid_seed + (self.rv << 20)
+        )
     }
 
     fn violation(&mut self, code: u16, reason: &str, message: String) -> Reply {
@@ -71,15 +79,25 @@ impl Store {
 
     /// Record a pod change for watchers of its node.
     pub fn broadcast(&mut self, kind: &str, pod: &Value) {
-        let node = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_owned();
+        let node = pod["spec"]["nodeName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let line = json!({"type": kind, "object": pod}).to_string();
         let rv = self.rv;
         self.log.push((rv, node.clone(), line.clone()));
-        self.watchers.retain(|(n, tx)| n != &node || tx.send(line.clone()).is_ok());
+        self.watchers
+            .retain(|(n, tx)| n != &node || tx.send(line.clone()).is_ok());
     }
 
     pub fn handle(&mut self, who: &str, req: &Request) -> Reply {
-        self.requests.push((req.method.clone(), req.path.clone(), who.to_owned()));
+        let query: Vec<String> = req.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let target = match query.is_empty() {
+            true => req.path.clone(),
+            false => format!("{}?{}", req.path, query.join("&")),
+        };
+        self.requests
+            .push((req.method.clone(), target, who.to_owned()));
         let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
         match (req.method.as_str(), segs.as_slice()) {
@@ -88,30 +106,55 @@ impl Store {
                 Some(n) => Reply::Json(200, n.clone()),
                 None => status(404, "NotFound", &format!("nodes \"{name}\" not found")),
             },
-            ("PATCH", ["api", "v1", "nodes", name, "status"]) => self.patch_node_status(who, name, body),
-            (_, ["api", "v1", "nodes", ..]) => {
-                self.violation(403, "Forbidden", format!("node {who}: {} {} not allowed (taints and spec are set at registration only)", req.method, req.path))
+            ("PATCH", ["api", "v1", "nodes", name, "status"]) => {
+                self.patch_node_status(who, name, body)
             }
-            (m, ["apis", "coordination.k8s.io", "v1", "namespaces", "kube-node-lease", "leases", rest @ ..]) => {
-                self.lease(who, m, rest.first().copied(), body)
-            }
+            (_, ["api", "v1", "nodes", ..]) => self.violation(
+                403,
+                "Forbidden",
+                format!(
+                    "node {who}: {} {} not allowed (taints and spec are set at registration only)",
+                    req.method, req.path
+                ),
+            ),
+            (
+                m,
+                [
+                    "apis",
+                    "coordination.k8s.io",
+                    "v1",
+                    "namespaces",
+                    "kube-node-lease",
+                    "leases",
+                    rest @ ..,
+                ],
+            ) => self.lease(who, m, rest.first().copied(), body),
             ("GET", ["api", "v1", "pods"]) => self.list_or_watch(who, req),
             ("GET", ["api", "v1", "namespaces", ns, "pods", name]) => {
                 match self.pods.get(&(ns.to_string(), name.to_string())) {
                     Some(p) if p["spec"]["nodeName"] == who => Reply::Json(200, p.clone()),
-                    Some(_) => self.violation(403, "Forbidden", format!("node {who} may not get pod {ns}/{name} bound elsewhere")),
+                    Some(_) => self.violation(
+                        403,
+                        "Forbidden",
+                        format!("node {who} may not get pod {ns}/{name} bound elsewhere"),
+                    ),
                     None => status(404, "NotFound", &format!("pods \"{name}\" not found")),
                 }
             }
             ("POST", ["api", "v1", "namespaces", ns, "pods"]) => self.create_pod(who, ns, body),
-            ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => self.delete_pod(who, ns, name, body),
+            ("DELETE", ["api", "v1", "namespaces", ns, "pods", name]) => {
+                self.delete_pod(who, ns, name, body)
+            }
             ("PATCH", ["api", "v1", "namespaces", ns, "pods", name, "status"]) => {
                 self.patch_pod_status(who, ns, name, req, body)
             }
             ("PUT" | "PATCH", ["api", "v1", "namespaces", ns, "pods", name, ..]) => self.violation(
                 403,
                 "Forbidden",
-                format!("node {who} can only update pod status: {} pods/{ns}/{name}", req.method),
+                format!(
+                    "node {who} can only update pod status: {} pods/{ns}/{name}",
+                    req.method
+                ),
             ),
             ("POST", ["api", "v1", "namespaces", ns, "events"]) => {
                 if body["involvedObject"]["kind"] != "Pod" || body["metadata"]["namespace"] != *ns {
@@ -120,20 +163,41 @@ impl Store {
                 self.events.push(body.clone());
                 Reply::Json(201, body)
             }
-            _ => self.violation(404, "NotFound", format!("unexpected request {} {}", req.method, req.path)),
+            _ => self.violation(
+                404,
+                "NotFound",
+                format!("unexpected request {} {}", req.method, req.path),
+            ),
         }
     }
 
     fn create_node(&mut self, who: &str, mut node: Value) -> Reply {
-        let name = node["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = node["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if self.forbid_node_create {
-            return status(403, "Forbidden", &format!("nodes is forbidden: User \"system:node:{who}\" cannot create resource \"nodes\""));
+            return status(
+                403,
+                "Forbidden",
+                &format!(
+                    "nodes is forbidden: User \"system:node:{who}\" cannot create resource \"nodes\""
+                ),
+            );
         }
         if name != who {
-            return self.violation(403, "Forbidden", format!("node {who} may not create node {name}"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not create node {name}"),
+            );
         }
         if self.nodes.contains_key(&name) {
-            return status(409, "AlreadyExists", &format!("nodes \"{name}\" already exists"));
+            return status(
+                409,
+                "AlreadyExists",
+                &format!("nodes \"{name}\" already exists"),
+            );
         }
         let rv = self.next_rv();
         node["metadata"]["uid"] = json!(self.new_uid());
@@ -144,10 +208,18 @@ impl Store {
 
     fn patch_node_status(&mut self, who: &str, name: &str, patch: Value) -> Reply {
         if name != who {
-            return self.violation(403, "Forbidden", format!("node {who} may not patch node {name}"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not patch node {name}"),
+            );
         }
         if patch.get("spec").is_some() || patch["metadata"].get("labels").is_some() {
-            return self.violation(403, "Forbidden", format!("node {who}: status patch touches spec or labels"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who}: status patch touches spec or labels"),
+            );
         }
         let rv = self.next_rv();
         let Some(node) = self.nodes.get_mut(name) else {
@@ -159,14 +231,25 @@ impl Store {
     }
 
     fn lease(&mut self, who: &str, method: &str, name: Option<&str>, mut body: Value) -> Reply {
-        let target = name.map(str::to_owned).or_else(|| body["metadata"]["name"].as_str().map(str::to_owned)).unwrap_or_default();
+        let target = name
+            .map(str::to_owned)
+            .or_else(|| body["metadata"]["name"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         if target != who {
-            return self.violation(403, "Forbidden", format!("node {who} may not touch lease {target}"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not touch lease {target}"),
+            );
         }
         match method {
             "GET" => match self.leases.get(&target) {
                 Some(l) => Reply::Json(200, l.clone()),
-                None => status(404, "NotFound", &format!("leases.coordination.k8s.io \"{target}\" not found")),
+                None => status(
+                    404,
+                    "NotFound",
+                    &format!("leases.coordination.k8s.io \"{target}\" not found"),
+                ),
             },
             "POST" if !self.leases.contains_key(&target) => {
                 body["metadata"]["resourceVersion"] = json!(self.next_rv().to_string());
@@ -175,9 +258,16 @@ impl Store {
                 Reply::Json(201, body)
             }
             "PUT" => {
-                let current = self.leases.get(&target).map(|l| l["metadata"]["resourceVersion"].clone());
+                let current = self
+                    .leases
+                    .get(&target)
+                    .map(|l| l["metadata"]["resourceVersion"].clone());
                 if current != Some(body["metadata"]["resourceVersion"].clone()) {
-                    return status(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again");
+                    return status(
+                        409,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    );
                 }
                 body["metadata"]["resourceVersion"] = json!(self.next_rv().to_string());
                 self.leases.insert(target, body.clone());
@@ -194,26 +284,58 @@ impl Store {
             return self.violation(
                 403,
                 "Forbidden",
-                format!("node {who} may only list/watch pods with fieldSelector={wanted}, got {:?}", req.param("fieldSelector")),
+                format!(
+                    "node {who} may only list/watch pods with fieldSelector={wanted}, got {:?}",
+                    req.param("fieldSelector")
+                ),
             );
         }
         if req.param("watch") == Some("true") {
-            let from_rv = req.param("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(self.rv);
-            let timeout_secs = req.param("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300);
-            return Reply::Watch { node: who.to_owned(), from_rv, timeout_secs };
+            let from_rv = req
+                .param("resourceVersion")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(self.rv);
+            let timeout_secs = req
+                .param("timeoutSeconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300);
+            return Reply::Watch {
+                node: who.to_owned(),
+                from_rv,
+                timeout_secs,
+            };
         }
-        let items: Vec<Value> = self.pods.values().filter(|p| p["spec"]["nodeName"] == who).cloned().collect();
-        Reply::Json(200, json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}))
+        let items: Vec<Value> = self
+            .pods
+            .values()
+            .filter(|p| p["spec"]["nodeName"] == who)
+            .cloned()
+            .collect();
+        Reply::Json(
+            200,
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": self.rv.to_string()}, "items": items}),
+        )
     }
 
     fn create_pod(&mut self, who: &str, ns: &str, mut pod: Value) -> Reply {
         if let Err(why) = self.admit_mirror(who, ns, &pod) {
-            return self.violation(403, "Forbidden", format!("pod create refused by NodeRestriction: {why}"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("pod create refused by NodeRestriction: {why}"),
+            );
         }
-        let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let name = pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let key = (ns.to_owned(), name.clone());
         if self.pods.contains_key(&key) {
-            return status(409, "AlreadyExists", &format!("pods \"{name}\" already exists"));
+            return status(
+                409,
+                "AlreadyExists",
+                &format!("pods \"{name}\" already exists"),
+            );
         }
         let rv = self.next_rv();
         pod["metadata"]["uid"] = json!(self.new_uid());
@@ -231,15 +353,28 @@ impl Store {
         if meta["namespace"].as_str().is_some_and(|n| n != ns) {
             return Err("namespace mismatch".into());
         }
-        if meta["annotations"][MIRROR].as_str().is_none_or(str::is_empty) {
-            return Err(format!("pod does not have \"{MIRROR}\" annotation, node \"{who}\" can only create mirror pods"));
+        if meta["annotations"][MIRROR]
+            .as_str()
+            .is_none_or(str::is_empty)
+        {
+            return Err(format!(
+                "pod does not have \"{MIRROR}\" annotation, node \"{who}\" can only create mirror pods"
+            ));
         }
         if pod["spec"]["nodeName"] != who {
-            return Err(format!("node \"{who}\" can only create pods with spec.nodeName set to itself"));
+            return Err(format!(
+                "node \"{who}\" can only create pods with spec.nodeName set to itself"
+            ));
         }
-        let owners = meta["ownerReferences"].as_array().cloned().unwrap_or_default();
+        let owners = meta["ownerReferences"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let [owner] = owners.as_slice() else {
-            return Err(format!("node \"{who}\" can only create pods with a single owner reference set to itself, got {}", owners.len()));
+            return Err(format!(
+                "node \"{who}\" can only create pods with a single owner reference set to itself, got {}",
+                owners.len()
+            ));
         };
         let node_uid = self.nodes.get(who).map(|n| n["metadata"]["uid"].clone());
         if owner["apiVersion"] != "v1" || owner["kind"] != "Node" || owner["name"] != who {
@@ -252,14 +387,26 @@ impl Store {
             return Err("owner reference must not set blockOwnerDeletion".into());
         }
         if node_uid.as_ref() != Some(&owner["uid"]) {
-            return Err(format!("the UID in the owner reference {} does not match the node {who} UID {node_uid:?}", owner["uid"]));
+            return Err(format!(
+                "the UID in the owner reference {} does not match the node {who} UID {node_uid:?}",
+                owner["uid"]
+            ));
         }
         let spec = &pod["spec"];
-        if spec["serviceAccountName"].as_str().is_some_and(|s| !s.is_empty()) {
+        if spec["serviceAccountName"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+        {
             return Err("node can not create pods that reference a service account".into());
         }
         for v in spec["volumes"].as_array().into_iter().flatten() {
-            for kind in ["secret", "configMap", "persistentVolumeClaim", "projected", "ephemeral"] {
+            for kind in [
+                "secret",
+                "configMap",
+                "persistentVolumeClaim",
+                "projected",
+                "ephemeral",
+            ] {
                 if v.get(kind).is_some() {
                     return Err(format!("node can not create pods that use {kind} volumes"));
                 }
@@ -270,8 +417,15 @@ impl Store {
             .flat_map(|k| spec[*k].as_array().cloned().unwrap_or_default());
         for c in containers {
             let text = c.to_string();
-            if text.contains("secretKeyRef") || text.contains("configMapKeyRef") || text.contains("secretRef") || text.contains("configMapRef") {
-                return Err(format!("node can not create pods that reference secrets or configmaps (container {})", c["name"]));
+            if text.contains("secretKeyRef")
+                || text.contains("configMapKeyRef")
+                || text.contains("secretRef")
+                || text.contains("configMapRef")
+            {
+                return Err(format!(
+                    "node can not create pods that reference secrets or configmaps (container {})",
+                    c["name"]
+                ));
             }
         }
         Ok(())
@@ -283,16 +437,35 @@ impl Store {
             return status(404, "NotFound", &format!("pods \"{name}\" not found"));
         };
         if pod["spec"]["nodeName"] != who {
-            return self.violation(403, "Forbidden", format!("node {who} may not delete pod {ns}/{name} bound elsewhere"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not delete pod {ns}/{name} bound elsewhere"),
+            );
         }
         let Some(uid) = opts["preconditions"]["uid"].as_str() else {
-            return self.violation(422, "Invalid", format!("delete of {ns}/{name} without a uid precondition"));
+            return self.violation(
+                422,
+                "Invalid",
+                format!("delete of {ns}/{name} without a uid precondition"),
+            );
         };
         if opts["gracePeriodSeconds"] != 0 {
-            return self.violation(422, "Invalid", format!("delete of mirror {ns}/{name} without gracePeriodSeconds=0"));
+            return self.violation(
+                422,
+                "Invalid",
+                format!("delete of mirror {ns}/{name} without gracePeriodSeconds=0"),
+            );
         }
         if pod["metadata"]["uid"] != uid {
-            return status(409, "Conflict", &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", pod["metadata"]["uid"]));
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    pod["metadata"]["uid"]
+                ),
+            );
         }
         self.pods.remove(&key);
         self.next_rv();
@@ -300,33 +473,79 @@ impl Store {
         Reply::Json(200, pod)
     }
 
-    fn patch_pod_status(&mut self, who: &str, ns: &str, name: &str, req: &Request, patch: Value) -> Reply {
+    fn patch_pod_status(
+        &mut self,
+        who: &str,
+        ns: &str,
+        name: &str,
+        req: &Request,
+        patch: Value,
+    ) -> Reply {
         let key = (ns.to_owned(), name.to_owned());
         if req.header("content-type") != Some("application/strategic-merge-patch+json") {
-            return self.violation(415, "UnsupportedMediaType", format!("status patch of {ns}/{name} is not a strategic merge patch"));
+            return self.violation(
+                415,
+                "UnsupportedMediaType",
+                format!("status patch of {ns}/{name} is not a strategic merge patch"),
+            );
         }
-        let extra: Vec<&String> = patch.as_object().map(|o| o.keys().filter(|k| *k != "metadata" && *k != "status").collect()).unwrap_or_default();
-        if !extra.is_empty() || patch["metadata"].as_object().is_some_and(|m| m.keys().any(|k| k != "uid")) {
-            return self.violation(403, "Forbidden", format!("status patch of {ns}/{name} touches more than status: {patch}"));
+        let extra: Vec<&String> = patch
+            .as_object()
+            .map(|o| {
+                o.keys()
+                    .filter(|k| *k != "metadata" && *k != "status")
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !extra.is_empty()
+            || patch["metadata"]
+                .as_object()
+                .is_some_and(|m| m.keys().any(|k| k != "uid"))
+        {
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("status patch of {ns}/{name} touches more than status: {patch}"),
+            );
         }
         let Some(uid) = patch["metadata"]["uid"].as_str().map(str::to_owned) else {
-            return self.violation(422, "Invalid", format!("status patch of {ns}/{name} without metadata.uid precondition"));
+            return self.violation(
+                422,
+                "Invalid",
+                format!("status patch of {ns}/{name} without metadata.uid precondition"),
+            );
         };
         let Some(pod) = self.pods.get(&key) else {
             return status(404, "NotFound", &format!("pods \"{name}\" not found"));
         };
         if pod["spec"]["nodeName"] != who {
-            return self.violation(403, "Forbidden", format!("node {who} may not patch pod {ns}/{name} bound elsewhere"));
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not patch pod {ns}/{name} bound elsewhere"),
+            );
         }
         if pod["metadata"]["uid"] != uid.as_str() {
-            return status(409, "Conflict", &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", pod["metadata"]["uid"]));
+            return status(
+                409,
+                "Conflict",
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    pod["metadata"]["uid"]
+                ),
+            );
         }
         let rv = self.next_rv();
         let pod = self.pods.get_mut(&key).expect("checked above");
         strategic_merge_status(&mut pod["status"], &patch["status"]);
         pod["metadata"]["resourceVersion"] = json!(rv.to_string());
         let pod = pod.clone();
-        self.status_patches.push(PatchRecord { at: Instant::now(), name: name.to_owned(), status: patch["status"].clone(), identity: who.to_owned() });
+        self.status_patches.push(PatchRecord {
+            at: Instant::now(),
+            name: name.to_owned(),
+            status: patch["status"].clone(),
+            identity: who.to_owned(),
+        });
         self.broadcast("MODIFIED", &pod);
         Reply::Json(200, pod)
     }

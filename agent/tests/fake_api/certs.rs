@@ -13,33 +13,89 @@ pub struct TestPki {
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl (apt-get install openssl)");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl TestPki {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        openssl(dir.path(), &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=fake-kubernetes-ca",
-        ]);
-        Self { ca_crt: dir.path().join("ca.crt"), ca_key: dir.path().join("ca.key"), dir }
+        openssl(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=fake-kubernetes-ca",
+            ],
+        );
+        Self {
+            ca_crt: dir.path().join("ca.crt"),
+            ca_key: dir.path().join("ca.key"),
+            dir,
+        }
     }
 
     /// Sign a leaf; returns (certificate path, key path).
     fn leaf(&self, name: &str, subject: &str, ext: &str) -> (PathBuf, PathBuf) {
         let d = self.dir.path();
         std::fs::write(d.join(format!("{name}.ext")), ext).expect("write ext");
-        openssl(d, &[
-            "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", subject,
-        ]);
-        openssl(d, &[
-            "x509", "-req", "-in", &format!("{name}.csr"), "-CA", self.ca_crt.to_str().expect("utf8"),
-            "-CAkey", self.ca_key.to_str().expect("utf8"), "-CAcreateserial", "-days", "2",
-            "-out", &format!("{name}.crt"), "-extfile", &format!("{name}.ext"),
-        ]);
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                self.ca_crt.to_str().expect("utf8"),
+                "-CAkey",
+                self.ca_key.to_str().expect("utf8"),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.crt"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ],
+        );
         (d.join(format!("{name}.crt")), d.join(format!("{name}.key")))
     }
 
@@ -73,5 +129,7 @@ impl TestPki {
 pub fn der_of(pem: &[u8]) -> Vec<u8> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    CertificateDer::from_pem_slice(pem).expect("certificate PEM").to_vec()
+    CertificateDer::from_pem_slice(pem)
+        .expect("certificate PEM")
+        .to_vec()
 }

@@ -13,10 +13,16 @@ pub struct Request {
 
 impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -91,29 +97,41 @@ pub fn read_request(r: &mut impl BufRead) -> std::io::Result<Option<Request>> {
             (percent_decode(k), percent_decode(v))
         })
         .collect();
-    Ok(Some(Request { method, path: path.to_owned(), query, headers, body }))
+    Ok(Some(Request {
+        method,
+        path: path.to_owned(),
+        query,
+        headers,
+        body,
+    }))
 }
 
 pub fn write_response(w: &mut impl Write, code: u16, body: &[u8]) -> std::io::Result<()> {
-    write!(
-        w,
+    // One write: a header and a body in separate segments meet Nagle + delayed ACK (40 ms).
+    let mut out = format!(
         "HTTP/1.1 {code} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         reason(code),
         body.len()
-    )?;
-    w.write_all(body)?;
+    )
+    .into_bytes();
+    out.extend_from_slice(body);
+    w.write_all(&out)?;
     w.flush()
 }
 
 pub fn start_chunked(w: &mut impl Write) -> std::io::Result<()> {
-    write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")?;
+    write!(
+        w,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )?;
     w.flush()
 }
 
 pub fn write_chunk(w: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
-    write!(w, "{:x}\r\n", data.len())?;
-    w.write_all(data)?;
-    w.write_all(b"\r\n")?;
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+    w.write_all(&out)?;
     w.flush()
 }
 

@@ -47,11 +47,14 @@ impl FakeApi {
     pub fn start(pki: &TestPki) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
-        roots.add(CertificateDer::from_pem_file(&pki.ca_crt).unwrap()).unwrap();
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
+        roots
+            .add(CertificateDer::from_pem_file(&pki.ca_crt).unwrap())
             .unwrap();
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
+                .build()
+                .unwrap();
         let (crt, key) = pki.server();
         let chain = vec![CertificateDer::from_pem_file(&crt).unwrap()];
         let key = PrivateKeyDer::from_pem_file(&key).unwrap();
@@ -66,7 +69,10 @@ impl FakeApi {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let fake = Self {
             addr: listener.local_addr().unwrap(),
-            store: Arc::new(Mutex::new(Store { uid_seed: nanos() & 0xffff_ffff, ..Store::default() })),
+            store: Arc::new(Mutex::new(Store {
+                uid_seed: nanos() & 0xffff_ffff,
+                ..Store::default()
+            })),
             down: Arc::default(),
             blackhole: Arc::default(),
             stop: Arc::default(),
@@ -87,6 +93,7 @@ impl FakeApi {
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                let _ = stream.set_nodelay(true);
                 if ctx.stop.load(Ordering::SeqCst) {
                     return;
                 }
@@ -109,7 +116,11 @@ impl FakeApi {
     }
 
     pub fn allow_cert(&self, der: Vec<u8>, node: &str, label: &str) {
-        self.auth.lock().unwrap().certs.insert(der, (node.into(), label.into()));
+        self.auth
+            .lock()
+            .unwrap()
+            .certs
+            .insert(der, (node.into(), label.into()));
     }
 
     pub fn revoke_cert(&self, der: &[u8]) {
@@ -117,7 +128,11 @@ impl FakeApi {
     }
 
     pub fn allow_token(&self, token: &str, node: &str) {
-        self.auth.lock().unwrap().tokens.insert(token.into(), node.into());
+        self.auth
+            .lock()
+            .unwrap()
+            .tokens
+            .insert(token.into(), node.into());
     }
 
     /// Refuse every connection (and cut the open ones) until set back.
@@ -207,21 +222,32 @@ impl Ctx {
 }
 
 fn nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 fn serve(ctx: &Ctx, tcp: TcpStream) {
-    let Ok(conn) = ServerConnection::new(Arc::clone(&ctx.config)) else { return };
+    let Ok(conn) = ServerConnection::new(Arc::clone(&ctx.config)) else {
+        return;
+    };
     let mut reader = BufReader::new(StreamOwned::new(conn, tcp));
     loop {
         while ctx.blackhole.load(Ordering::SeqCst) && !ctx.cut() {
             std::thread::sleep(Duration::from_millis(20));
         }
-        let Ok(Some(req)) = http::read_request(&mut reader) else { return };
+        let Ok(Some(req)) = http::read_request(&mut reader) else {
+            return;
+        };
         if ctx.cut() {
             return;
         }
-        let who = identify(ctx, reader.get_ref().conn.peer_certificates(), req.header("authorization"));
+        let who = identify(
+            ctx,
+            reader.get_ref().conn.peer_certificates(),
+            req.header("authorization"),
+        );
         let Some(who) = who else {
             let reply = api::status(401, "Unauthorized", "Unauthorized");
             if let Reply::Json(code, body) = reply {
@@ -232,11 +258,17 @@ fn serve(ctx: &Ctx, tcp: TcpStream) {
         let reply = ctx.store.lock().unwrap().handle(&who, &req);
         match reply {
             Reply::Json(code, body) => {
-                if http::write_response(reader.get_mut(), code, body.to_string().as_bytes()).is_err() {
+                if http::write_response(reader.get_mut(), code, body.to_string().as_bytes())
+                    .is_err()
+                {
                     return;
                 }
             }
-            Reply::Watch { node, from_rv, timeout_secs } => {
+            Reply::Watch {
+                node,
+                from_rv,
+                timeout_secs,
+            } => {
                 watch(ctx, reader.get_mut(), &node, from_rv, timeout_secs);
                 return;
             }
@@ -244,9 +276,16 @@ fn serve(ctx: &Ctx, tcp: TcpStream) {
     }
 }
 
-fn identify(ctx: &Ctx, certs: Option<&[CertificateDer<'_>]>, authz: Option<&str>) -> Option<String> {
+fn identify(
+    ctx: &Ctx,
+    certs: Option<&[CertificateDer<'_>]>,
+    authz: Option<&str>,
+) -> Option<String> {
     let auth = ctx.auth.lock().unwrap();
-    let (node, label) = match (certs.and_then(|c| c.first()), authz.and_then(|a| a.strip_prefix("Bearer "))) {
+    let (node, label) = match (
+        certs.and_then(|c| c.first()),
+        authz.and_then(|a| a.strip_prefix("Bearer ")),
+    ) {
         (Some(der), _) => auth.certs.get(der.as_ref()).cloned()?,
         (None, Some(token)) => (auth.tokens.get(token).cloned()?, "token".to_owned()),
         (None, None) => return None,
@@ -255,7 +294,13 @@ fn identify(ctx: &Ctx, certs: Option<&[CertificateDer<'_>]>, authz: Option<&str>
     Some(node)
 }
 
-fn watch(ctx: &Ctx, w: &mut StreamOwned<ServerConnection, TcpStream>, node: &str, from_rv: u64, timeout_secs: u64) {
+fn watch(
+    ctx: &Ctx,
+    w: &mut StreamOwned<ServerConnection, TcpStream>,
+    node: &str,
+    from_rv: u64,
+    timeout_secs: u64,
+) {
     let (tx, rx) = mpsc::channel::<String>();
     {
         let mut store = ctx.store.lock().unwrap();
