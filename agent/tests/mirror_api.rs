@@ -469,6 +469,39 @@ fn status_follows_a_crash_loop_and_readiness() {
 }
 
 #[test]
+fn status_is_resent_while_the_api_differs_but_not_more_often_than_the_interval() {
+    let env = env("n1");
+    let (h, t) = start(&env);
+    let mut sp = static_pod("etcd", "n1", "h1", "etcd:1");
+    sp.status = Some(status(2, true, true));
+    h.set_static_pods([sp]);
+    wait_until("status sent", || {
+        env.api.with(|s| !s.status_patches.is_empty())
+    });
+    let first = env.api.with(|s| s.status_patches.last().unwrap().at);
+    // Someone else overwrites the status right away: the task sees it through the watch, and
+    // re-sends its own once the resend interval (300 ms here, 10 s by default) has passed.
+    env.api
+        .admin_edit(NS, "etcd-n1", |p| p["status"]["phase"] = json!("Unknown"));
+    wait_until("status restored", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["phase"] == "Running")
+    });
+    let (count, second) = env
+        .api
+        .with(|s| (s.status_patches.len(), s.status_patches.last().unwrap().at));
+    assert_eq!(count, 2, "exactly one re-send");
+    assert!(
+        second - first >= fast_timing().status_resend,
+        "re-sent after {:?}",
+        second - first
+    );
+    stop(h, t);
+    assert_clean(&env);
+}
+
+#[test]
 fn api_down_then_back_converges_to_the_latest_state() {
     let env = env("n1");
     let (h, t) = start(&env);

@@ -133,6 +133,13 @@ impl Task {
                     self.log
                         .failed("sync", &e.key(), &format_args!("{e} (retry in {delay:?})"));
                     self.retry_at = Some(now + delay);
+                    if matches!(e, MirrorError::Kube(KubeError::Transport { .. })) {
+                        // The watch connection may be dead without knowing it (a blackholed
+                        // server): abandon it; the next successful pass re-lists and re-watches.
+                        self.watch_gen += 1;
+                        self.watch_running = false;
+                        self.list_due = now;
+                    }
                 }
             }
         }
@@ -469,10 +476,8 @@ impl Task {
                 .filter(|s| s.uid == uid && s.body == ours)
             {
                 if now < s.at + resend {
-                    self.status_due = self
-                        .status_due
-                        .min(Some(s.at + resend))
-                        .or(Some(s.at + resend));
+                    let due = s.at + resend;
+                    self.status_due = Some(self.status_due.map_or(due, |d| d.min(due)));
                     continue;
                 }
             }
@@ -483,17 +488,16 @@ impl Task {
             let result = self
                 .client
                 .patch::<Pod>(&path, STRATEGIC, &status_patch(&uid, &ours));
-            self.sent.insert(
-                key.clone(),
-                Sent {
-                    uid,
-                    body: ours,
-                    at: now,
-                },
-            );
+            // Measured after the answer, so a re-send is never sooner than `resend` after it.
+            let at = Instant::now();
             match result {
                 Ok(pod) => {
-                    self.mirrors.insert(key, pod);
+                    let api = pod.status.as_ref().map(status_json).unwrap_or(Value::Null);
+                    if !status_contains(&api, &ours) {
+                        let due = at + resend;
+                        self.status_due = Some(self.status_due.map_or(due, |d| d.min(due)));
+                    }
+                    self.mirrors.insert(key.clone(), pod);
                 }
                 Err(e) if e.is_not_found() => {
                     self.mirrors.remove(&key);
@@ -503,6 +507,14 @@ impl Task {
                     self.soft(&format!("status/{}/{}", key.0, key.1), r)?;
                 }
             }
+            self.sent.insert(
+                key,
+                Sent {
+                    uid,
+                    body: ours,
+                    at,
+                },
+            );
         }
         Ok(())
     }
