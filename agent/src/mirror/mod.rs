@@ -13,6 +13,7 @@ mod backoff;
 mod config;
 mod decide;
 mod events;
+mod heartbeat;
 mod input;
 mod log_once;
 mod node;

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::backoff::Backoff;
@@ -18,12 +18,12 @@ use super::decide::{Action, DeleteReason, DesiredMirror, ObservedPod, PodKey, de
 use super::events::{EventLimiter, event_object};
 use super::input::{MirrorHandle, Shared, StaticPod, WatchItem};
 use super::log_once::LogOnce;
-use super::node::{LEASE_NAMESPACE, new_lease, node_object, node_status_patch, renewed_lease};
 use super::pod::{mirror_hash, mirror_pod, status_contains, status_json, status_patch};
 use super::watch::{pods_on_node_path, spawn_watch};
 use crate::kube::{ApiClient, KubeError};
 
-const STRATEGIC: &str = "application/strategic-merge-patch+json";
+/// The patch type of status patches (conditions merge by type).
+pub(super) const STRATEGIC: &str = "application/strategic-merge-patch+json";
 
 /// Start the mirror task on its own thread.
 pub fn spawn(
@@ -42,35 +42,35 @@ pub fn spawn(
 }
 
 #[derive(Debug)]
-struct Sent {
+pub(super) struct Sent {
     uid: String,
     body: Value,
     at: Instant,
 }
 
-struct Task {
-    client: ApiClient,
-    cfg: MirrorConfig,
-    shared: Arc<Shared>,
-    desired: BTreeMap<PodKey, StaticPod>,
-    desired_version: u64,
-    node_uid: Option<String>,
-    lease: Option<Lease>,
-    lease_due: Instant,
-    node_status_due: Instant,
-    mirrors: BTreeMap<PodKey, Pod>,
-    list_due: Instant,
-    watch_gen: u64,
-    watch_running: bool,
-    watch_started: Instant,
-    sent: HashMap<PodKey, Sent>,
-    hold: HashMap<PodKey, Instant>,
-    status_due: Option<Instant>,
-    event_due: Option<Instant>,
-    limiter: EventLimiter,
-    backoff: Backoff,
-    retry_at: Option<Instant>,
-    log: LogOnce,
+pub(super) struct Task {
+    pub(super) client: ApiClient,
+    pub(super) cfg: MirrorConfig,
+    pub(super) shared: Arc<Shared>,
+    pub(super) desired: BTreeMap<PodKey, StaticPod>,
+    pub(super) desired_version: u64,
+    pub(super) node_uid: Option<String>,
+    pub(super) lease: Option<Lease>,
+    pub(super) lease_due: Instant,
+    pub(super) node_status_due: Instant,
+    pub(super) mirrors: BTreeMap<PodKey, Pod>,
+    pub(super) list_due: Instant,
+    pub(super) watch_gen: u64,
+    pub(super) watch_running: bool,
+    pub(super) watch_started: Instant,
+    pub(super) sent: HashMap<PodKey, Sent>,
+    pub(super) hold: HashMap<PodKey, Instant>,
+    pub(super) status_due: Option<Instant>,
+    pub(super) event_due: Option<Instant>,
+    pub(super) limiter: EventLimiter,
+    pub(super) backoff: Backoff,
+    pub(super) retry_at: Option<Instant>,
+    pub(super) log: LogOnce,
 }
 
 impl Task {
@@ -208,7 +208,11 @@ impl Task {
     }
 
     /// An answer from the API server is logged once and tolerated; no answer aborts the pass.
-    fn soft<T>(&mut self, what: &str, r: Result<T, KubeError>) -> Result<Option<T>, MirrorError> {
+    pub(super) fn soft<T>(
+        &mut self,
+        what: &str,
+        r: Result<T, KubeError>,
+    ) -> Result<Option<T>, MirrorError> {
         match r {
             Ok(v) => {
                 self.log.ok(what);
@@ -220,98 +224,6 @@ impl Task {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    fn ensure_node(&mut self) -> Result<(), MirrorError> {
-        if self.node_uid.is_some() {
-            return Ok(());
-        }
-        let name = self.cfg.node_name.clone();
-        let mut node = None;
-        if self.cfg.register_node {
-            let body = node_object(&name, &self.cfg.node_facts, super::wall_clock());
-            match self.client.post::<Node>("/api/v1/nodes", &body) {
-                Ok(n) => {
-                    tracing::info!(node = %name, "registered node");
-                    node = Some(n);
-                }
-                Err(e) if e.is_conflict() => {}
-                Err(e @ KubeError::Api { .. }) => {
-                    self.log.failed(
-                        "register-node",
-                        &e.log_key(),
-                        &format_args!(
-                            "may not register node {name} ({e}); using the existing Node"
-                        ),
-                    );
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let node = match node {
-            Some(n) => n,
-            None => match self.client.get::<Node>(&format!("/api/v1/nodes/{name}")) {
-                Ok(n) => n,
-                Err(e) if e.is_not_found() => return Err(MirrorError::NodeMissing(name)),
-                Err(e) => return Err(e.into()),
-            },
-        };
-        self.node_uid = node.metadata.uid;
-        self.node_status_due = Instant::now();
-        Ok(())
-    }
-
-    fn patch_node_status(&mut self) -> Result<(), MirrorError> {
-        let name = self.cfg.node_name.clone();
-        let path = format!("/api/v1/nodes/{name}/status");
-        let body = node_status_patch(&self.cfg.node_facts, super::wall_clock());
-        match self.client.patch::<Node>(&path, STRATEGIC, &body) {
-            Err(e) if e.is_not_found() => {
-                self.node_uid = None;
-                Err(e.into())
-            }
-            r => {
-                if let Some(n) = self.soft("node-status", r)? {
-                    if n.metadata.uid.is_some() && n.metadata.uid != self.node_uid {
-                        tracing::info!(
-                            "node {name} was re-created; owner references follow its new UID"
-                        );
-                        self.node_uid = n.metadata.uid;
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn renew_lease(&mut self) -> Result<(), MirrorError> {
-        let node = self.cfg.node_name.clone();
-        let secs = self.cfg.timing.lease_duration_secs;
-        let path =
-            format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases/{node}");
-        let current = match self.lease.take() {
-            Some(l) => Some(l),
-            None => match self.client.get::<Lease>(&path) {
-                Ok(l) => Some(l),
-                Err(e) if e.is_not_found() => None,
-                r @ Err(_) => self.soft("lease", r)?,
-            },
-        };
-        let result = match current {
-            Some(l) => self
-                .client
-                .put::<Lease>(&path, &renewed_lease(l, &node, secs, super::wall_clock())),
-            None => {
-                let uid = self.node_uid.clone().unwrap_or_default();
-                let body = new_lease(&node, &uid, secs, super::wall_clock());
-                self.client.post(
-                    &format!("/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"),
-                    &body,
-                )
-            }
-        };
-        self.lease = self.soft("lease", result)?;
-        Ok(())
     }
 
     fn list(&mut self, now: Instant) -> Result<(), MirrorError> {
