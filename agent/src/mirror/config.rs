@@ -76,6 +76,9 @@ pub enum MirrorError {
          or allow registration"
     )]
     NodeMissing(String),
+    /// The mirror thread could not be started.
+    #[error("start the mirror thread: {0}")]
+    Spawn(std::io::Error),
 }
 
 impl MirrorError {
@@ -83,6 +86,7 @@ impl MirrorError {
         match self {
             Self::Kube(e) => e.log_key(),
             Self::NodeMissing(_) => "node-missing".into(),
+            Self::Spawn(e) => format!("spawn:{e}"),
         }
     }
 }

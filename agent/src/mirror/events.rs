@@ -24,6 +24,46 @@ pub struct PodEvent {
     pub warning: bool,
 }
 
+impl PodEvent {
+    /// A `Normal` event (`Pulled`, `Created`, `Started`, `Killing`).
+    pub fn normal(pod: PodKey, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            pod,
+            reason: reason.into(),
+            message: message.into(),
+            warning: false,
+        }
+    }
+
+    /// A `Warning` event (`BackOff`, `Unhealthy`, `Failed`).
+    pub fn warning(pod: PodKey, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            pod,
+            reason: reason.into(),
+            message: message.into(),
+            warning: true,
+        }
+    }
+}
+
+/// The kubelet's event reasons for pod lifecycle.
+pub mod reason {
+    /// Image pulled (or already present).
+    pub const PULLED: &str = "Pulled";
+    /// Container created.
+    pub const CREATED: &str = "Created";
+    /// Container started.
+    pub const STARTED: &str = "Started";
+    /// Container being stopped.
+    pub const KILLING: &str = "Killing";
+    /// Restart delayed by the crash-loop backoff.
+    pub const BACK_OFF: &str = "BackOff";
+    /// A probe failed.
+    pub const UNHEALTHY: &str = "Unhealthy";
+    /// Creating or starting a container failed.
+    pub const FAILED: &str = "Failed";
+}
+
 /// An event waiting to be sent, with how often it repeated meanwhile.
 #[derive(Debug, Clone)]
 pub struct Pending {

@@ -138,6 +138,14 @@ pub struct MirrorHandle {
 }
 
 impl MirrorHandle {
+    /// A handle with no task behind it (no kubeconfig): every call is accepted and forgotten
+    /// beyond the latest value, so the supervisor can hold one unconditionally.
+    pub fn disconnected() -> Self {
+        Self {
+            shared: Shared::new(1),
+        }
+    }
+
     /// Replace the whole set of static pods (the supervisor's snapshot).
     pub fn set_static_pods(&self, pods: impl IntoIterator<Item = StaticPod>) {
         let pods: BTreeMap<PodKey, StaticPod> = pods.into_iter().map(|p| (p.key(), p)).collect();

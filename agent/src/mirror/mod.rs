@@ -9,6 +9,7 @@
 //! watches the node's pods, reconciles mirrors with the pure [`decide`] and patches statuses.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod args;
 mod backoff;
 mod config;
 mod decide;
@@ -21,10 +22,11 @@ mod pod;
 mod task;
 mod watch;
 
+pub use args::{MirrorArgs, parse_labels};
 pub use backoff::Backoff;
 pub use config::{MirrorConfig, MirrorError, Timing};
 pub use decide::{Action, DeleteReason, DesiredMirror, ObservedPod, PodKey, decide};
-pub use events::PodEvent;
+pub use events::{PodEvent, reason};
 pub use input::{MirrorHandle, StaticPod};
 pub use node::{NodeFacts, STATIC_ONLY_TAINT};
 pub use pod::{HASH_ANNOTATION, MIRROR_ANNOTATION, mirror_pod};
