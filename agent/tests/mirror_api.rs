@@ -745,14 +745,11 @@ fn fake_api_server_enforces_node_rules() {
         "stale uid"
     );
     assert_eq!(
-        code(
-            c.delete(&pod_path, &json!({"gracePeriodSeconds": 0}))
-                .map(|()| Value::Null)
-        ),
+        code(c.delete(&pod_path, &json!({"gracePeriodSeconds": 0}))),
         Some(422),
         "delete without uid precondition"
     );
-    c.delete(
+    c.delete::<Value>(
         &pod_path,
         &json!({"gracePeriodSeconds": 0, "preconditions": {"uid": created["metadata"]["uid"]}}),
     )

@@ -123,15 +123,19 @@ impl ApiClient {
         self.call("PATCH", path, Some(content_type), Some(json(body)))
     }
 
-    /// DELETE with a `DeleteOptions` body (grace period, preconditions).
-    pub fn delete(&self, path: &str, options: &impl Serialize) -> Result<(), KubeError> {
-        let _: serde_json::Value = self.call(
+    /// DELETE with a `DeleteOptions` body (grace period, preconditions); the answer is the
+    /// deleted object or a `Status`.
+    pub fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        options: &impl Serialize,
+    ) -> Result<T, KubeError> {
+        self.call(
             "DELETE",
             path,
             Some("application/json"),
             Some(json(options)),
-        )?;
-        Ok(())
+        )
     }
 
     /// Open a watch stream; `budget` bounds the whole stream (ask the server for less).

@@ -45,7 +45,7 @@ pub(crate) enum WatchItem {
     /// ADDED or MODIFIED.
     Upsert(u64, Box<Pod>),
     /// DELETED.
-    Deleted(u64, PodKey),
+    Deleted(u64, Box<Pod>),
     /// The watch ended (timeout, error, 410 Gone): re-list.
     Ended(u64),
 }

@@ -11,6 +11,7 @@
 
 mod args;
 mod backoff;
+mod cache;
 mod config;
 mod decide;
 mod events;

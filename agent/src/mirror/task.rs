@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 use super::backoff::Backoff;
+use super::cache::PodCache;
 use super::config::{MirrorConfig, MirrorError};
 use super::decide::{Action, DeleteReason, DesiredMirror, ObservedPod, PodKey, decide};
 use super::events::{EventLimiter, event_object};
@@ -58,7 +59,7 @@ pub(super) struct Task {
     pub(super) lease: Option<Lease>,
     pub(super) lease_due: Instant,
     pub(super) node_status_due: Instant,
-    pub(super) mirrors: BTreeMap<PodKey, Pod>,
+    pub(super) mirrors: PodCache,
     pub(super) list_due: Instant,
     pub(super) watch_gen: u64,
     pub(super) watch_running: bool,
@@ -88,7 +89,7 @@ impl Task {
             lease: None,
             lease_due: now,
             node_status_due: now,
-            mirrors: BTreeMap::new(),
+            mirrors: PodCache::default(),
             list_due: now,
             watch_gen: 0,
             watch_running: false,
@@ -170,10 +171,10 @@ impl Task {
         for item in items {
             match item {
                 WatchItem::Upsert(g, pod) if g == self.watch_gen => {
-                    self.mirrors.insert(key_of(&pod), *pod);
+                    self.mirrors.watched_upsert(*pod);
                 }
-                WatchItem::Deleted(g, key) if g == self.watch_gen => {
-                    self.mirrors.remove(&key);
+                WatchItem::Deleted(g, pod) if g == self.watch_gen => {
+                    self.mirrors.watched_delete(&pod);
                 }
                 WatchItem::Ended(g) if g == self.watch_gen => {
                     self.watch_running = false;
@@ -229,7 +230,8 @@ impl Task {
     fn list(&mut self, now: Instant) -> Result<(), MirrorError> {
         let list: k8s_openapi::List<Pod> =
             self.client.get(&pods_on_node_path(&self.cfg.node_name))?;
-        self.mirrors = list.items.into_iter().map(|p| (key_of(&p), p)).collect();
+        self.mirrors
+            .replace(list.items, list.metadata.resource_version.as_deref());
         self.list_due = now + self.cfg.timing.resync;
         if !self.watch_running {
             let rv = list.metadata.resource_version.unwrap_or_default();
@@ -316,7 +318,7 @@ impl Task {
                 self.log.ok(&what);
                 tracing::info!(pod = %key.1, namespace = %key.0, "created mirror pod");
                 self.sent.remove(key);
-                self.mirrors.insert(key.clone(), pod);
+                self.mirrors.put(pod);
             }
             Err(e) if e.is_conflict() => self.list_due = now,
             r => {
@@ -343,13 +345,15 @@ impl Task {
             "apiVersion": "v1", "kind": "DeleteOptions",
             "gracePeriodSeconds": 0, "preconditions": { "uid": uid },
         });
-        match self.client.delete(&path, &options) {
-            Ok(()) => {
+        match self.client.delete::<Value>(&path, &options) {
+            Ok(answer) => {
                 tracing::info!(pod = %key.1, namespace = %key.0, ?reason, "deleted mirror pod");
-                self.mirrors.remove(key);
+                // The answer is the deleted Pod (or a Status); its resourceVersion raises the floor.
+                let pod = serde_json::from_value::<Pod>(answer).ok();
+                self.mirrors.forget(key, pod.as_ref());
             }
             Err(e) if e.is_not_found() => {
-                self.mirrors.remove(key);
+                self.mirrors.forget(key, None);
             }
             Err(e) if e.is_conflict() => self.list_due = now,
             r => {
@@ -409,10 +413,10 @@ impl Task {
                         let due = at + resend;
                         self.status_due = Some(self.status_due.map_or(due, |d| d.min(due)));
                     }
-                    self.mirrors.insert(key.clone(), pod);
+                    self.mirrors.put(pod);
                 }
                 Err(e) if e.is_not_found() => {
-                    self.mirrors.remove(&key);
+                    self.mirrors.forget(&key, None);
                 }
                 Err(e) if e.is_conflict() => self.list_due = now,
                 r => {
@@ -461,12 +465,4 @@ impl Task {
             }
         }
     }
-}
-
-fn key_of(pod: &Pod) -> PodKey {
-    let m = &pod.metadata;
-    (
-        m.namespace.clone().unwrap_or_default(),
-        m.name.clone().unwrap_or_default(),
-    )
 }

@@ -76,11 +76,7 @@ fn run(
             "DELETED" => {
                 let pod: Pod = serde_json::from_value(event.object)
                     .map_err(|e| format!("decode watched pod: {e}"))?;
-                let m = pod.metadata;
-                WatchItem::Deleted(
-                    generation,
-                    (m.namespace.unwrap_or_default(), m.name.unwrap_or_default()),
-                )
+                WatchItem::Deleted(generation, Box::new(pod))
             }
             "BOOKMARK" => continue,
             other => return Err(format!("watch {other}: {}", event.object)),

@@ -468,7 +468,9 @@ impl Store {
             );
         }
         self.pods.remove(&key);
-        self.next_rv();
+        let rv = self.next_rv();
+        let mut pod = pod;
+        pod["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.broadcast("DELETED", &pod);
         Reply::Json(200, pod)
     }

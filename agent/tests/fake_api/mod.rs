@@ -165,8 +165,9 @@ impl FakeApi {
     /// `kubectl delete pod --grace-period=0 --force`.
     pub fn admin_delete_now(&self, ns: &str, name: &str) {
         self.with(|s| {
-            if let Some(p) = s.pods.remove(&(ns.to_owned(), name.to_owned())) {
+            if let Some(mut p) = s.pods.remove(&(ns.to_owned(), name.to_owned())) {
                 s.rv += 1;
+                p["metadata"]["resourceVersion"] = json!(s.rv.to_string());
                 s.broadcast("DELETED", &p);
             }
         });
