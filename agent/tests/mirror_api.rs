@@ -554,7 +554,7 @@ fn handle_never_waits_for_a_blackholed_api_server() {
     h.set_status("h1", status(1, false, false)); // the task is now stuck in a call that will time out
     std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
-    for restarts in 0..10_000 {
+    for restarts in 0..2_000 {
         h.set_status("h1", status(restarts % 100, restarts % 2 == 0, false));
         h.record_event(PodEvent {
             pod: (NS.into(), "etcd-n1".into()),
@@ -564,7 +564,7 @@ fn handle_never_waits_for_a_blackholed_api_server() {
         });
     }
     let took = started.elapsed();
-    println!("20000 handle calls with the API server blackholed: {took:?}");
+    println!("4000 handle calls with the API server blackholed: {took:?}");
     // Generous bound: the point is that no call waits for the (3 s) request timeout.
     assert!(
         took < Duration::from_secs(2),

@@ -366,6 +366,8 @@ impl Task {
     fn sync_statuses(&mut self, now: Instant) -> Result<(), MirrorError> {
         let resend = self.cfg.timing.status_resend;
         self.status_due = None;
+        let desired = &self.desired;
+        self.sent.retain(|k, _| desired.contains_key(k));
         let mut work = Vec::new();
         for (key, sp) in &self.desired {
             let (Some(status), Some(mirror)) = (&sp.status, self.mirrors.get(key)) else {
