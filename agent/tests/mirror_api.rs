@@ -18,7 +18,9 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use podvisor::kube::{ApiClient, ClientOptions, ClusterAccess};
-use podvisor::mirror::{self, MirrorConfig, MirrorHandle, NodeFacts, PodEvent, StaticPod, Timing};
+use podvisor::mirror::{
+    self, MirrorConfig, MirrorEvent, MirrorHandle, NodeFacts, StaticPodState, Timing,
+};
 use serde_json::{Value, json};
 
 const NS: &str = "kube-system";
@@ -106,7 +108,7 @@ fn stop(handle: MirrorHandle, thread: JoinHandle<()>) {
     thread.join().unwrap();
 }
 
-fn static_pod(name: &str, node: &str, hash: &str, image: &str) -> StaticPod {
+fn static_pod(name: &str, node: &str, hash: &str, image: &str) -> StaticPodState {
     let pod = Pod {
         metadata: ObjectMeta {
             name: Some(format!("{name}-{node}")),
@@ -134,7 +136,7 @@ fn static_pod(name: &str, node: &str, hash: &str, image: &str) -> StaticPod {
         }),
         status: None,
     };
-    StaticPod {
+    StaticPodState {
         pod,
         config_hash: hash.into(),
         status: None,
@@ -415,7 +417,7 @@ fn status_follows_a_crash_loop_and_readiness() {
     });
     for restarts in 1..=3 {
         h.set_status("h1", status(restarts, false, false));
-        h.record_event(PodEvent {
+        h.record_event(MirrorEvent {
             pod: (NS.into(), "etcd-n1".into()),
             reason: "BackOff".into(),
             message: "Back-off restarting failed container etcd".into(),
@@ -521,7 +523,7 @@ fn api_down_then_back_converges_to_the_latest_state() {
             c.clone(),
             static_pod("d", "n1", "d1", "d:1"),
         ]);
-        h.record_event(PodEvent {
+        h.record_event(MirrorEvent {
             pod: (NS.into(), "c-n1".into()),
             reason: "BackOff".into(),
             message: format!("restart {restarts}"),
@@ -556,7 +558,7 @@ fn handle_never_waits_for_a_blackholed_api_server() {
     let started = Instant::now();
     for restarts in 0..2_000 {
         h.set_status("h1", status(restarts % 100, restarts % 2 == 0, false));
-        h.record_event(PodEvent {
+        h.record_event(MirrorEvent {
             pod: (NS.into(), "etcd-n1".into()),
             reason: "BackOff".into(),
             message: format!("{restarts}"),

@@ -13,7 +13,7 @@ use super::decide::PodKey;
 
 /// One lifecycle event, as the supervisor hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodEvent {
+pub struct MirrorEvent {
     /// The static pod (namespace, name).
     pub pod: PodKey,
     /// `Pulled`, `Created`, `Started`, `Killing`, `BackOff`, `Unhealthy`...
@@ -24,7 +24,7 @@ pub struct PodEvent {
     pub warning: bool,
 }
 
-impl PodEvent {
+impl MirrorEvent {
     /// A `Normal` event (`Pulled`, `Created`, `Started`, `Killing`).
     pub fn normal(pod: PodKey, reason: &str, message: impl Into<String>) -> Self {
         Self {
@@ -68,7 +68,7 @@ pub mod reason {
 #[derive(Debug, Clone)]
 pub struct Pending {
     /// The event.
-    pub event: PodEvent,
+    pub event: MirrorEvent,
     /// How many times it happened.
     pub count: i32,
     /// First occurrence.
@@ -97,7 +97,7 @@ impl EventQueue {
     }
 
     /// Add an occurrence of `event` at `at`.
-    pub fn push(&mut self, event: PodEvent, at: Timestamp) {
+    pub fn push(&mut self, event: MirrorEvent, at: Timestamp) {
         if let Some(p) = self.items.iter_mut().find(|p| p.event == event) {
             p.count = p.count.saturating_add(1);
             p.last = at;
@@ -225,8 +225,8 @@ pub fn event_object(p: &Pending, involved_uid: &str, node: &str) -> Event {
 mod tests {
     use super::*;
 
-    fn ev(reason: &str) -> PodEvent {
-        PodEvent {
+    fn ev(reason: &str) -> MirrorEvent {
+        MirrorEvent {
             pod: ("kube-system".into(), "etcd-n1".into()),
             reason: reason.into(),
             message: "container etcd".into(),

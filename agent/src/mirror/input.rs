@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
 use super::decide::PodKey;
-use super::events::{EventQueue, PodEvent};
+use super::events::{EventQueue, MirrorEvent};
 
 /// One static pod as the supervisor knows it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StaticPod {
+pub struct StaticPodState {
     /// The defaulted Pod (suffixed name, namespace, nodeName, labels, annotations, spec).
     pub pod: Pod,
     /// Its config hash (= its UID).
@@ -22,7 +22,26 @@ pub struct StaticPod {
     pub status: Option<PodStatus>,
 }
 
-impl StaticPod {
+impl StaticPodState {
+    /// Split a supervisor's Pod (status included) into the mirror's input; the config hash is
+    /// the `kubernetes.io/config.hash` annotation, or the UID when it is missing.
+    pub fn from_pod(mut pod: Pod) -> Self {
+        let status = pod.status.take();
+        let m = &pod.metadata;
+        let config_hash = m
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(super::pod::HASH_ANNOTATION))
+            .or(m.uid.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        Self {
+            pod,
+            config_hash,
+            status,
+        }
+    }
+
     /// `(namespace, name)`.
     pub fn key(&self) -> PodKey {
         let m = &self.pod.metadata;
@@ -55,7 +74,7 @@ const WATCH_QUEUE: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct State {
-    pub pods: BTreeMap<PodKey, StaticPod>,
+    pub pods: BTreeMap<PodKey, StaticPodState>,
     pub pods_version: u64,
     pub events: EventQueue,
     pub watch: VecDeque<WatchItem>,
@@ -147,8 +166,9 @@ impl MirrorHandle {
     }
 
     /// Replace the whole set of static pods (the supervisor's snapshot).
-    pub fn set_static_pods(&self, pods: impl IntoIterator<Item = StaticPod>) {
-        let pods: BTreeMap<PodKey, StaticPod> = pods.into_iter().map(|p| (p.key(), p)).collect();
+    pub fn set_static_pods(&self, pods: impl IntoIterator<Item = StaticPodState>) {
+        let pods: BTreeMap<PodKey, StaticPodState> =
+            pods.into_iter().map(|p| (p.key(), p)).collect();
         self.shared.update(|s| {
             if s.pods != pods {
                 s.pods = pods;
@@ -173,7 +193,7 @@ impl MirrorHandle {
     }
 
     /// Record a lifecycle event for the API (queued, coalesced, rate-limited, bounded).
-    pub fn record_event(&self, event: PodEvent) {
+    pub fn record_event(&self, event: MirrorEvent) {
         self.shared
             .update(|s| s.events.push(event, super::wall_clock()));
     }
@@ -181,5 +201,59 @@ impl MirrorHandle {
     /// Ask the task to exit after its current call.
     pub fn stop(&self) {
         self.shared.update(|s| s.stop = true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(hash: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some("etcd-n1".into()),
+                namespace: Some("kube-system".into()),
+                uid: Some(hash.into()),
+                annotations: Some(
+                    [(
+                        super::super::pod::HASH_ANNOTATION.to_owned(),
+                        hash.to_owned(),
+                    )]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                phase: Some("Succeeded".into()),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    #[test]
+    fn from_pod_splits_status_and_reads_the_hash() {
+        let s = StaticPodState::from_pod(pod("h1"));
+        assert_eq!(s.config_hash, "h1");
+        assert!(s.pod.status.is_none());
+        assert!(s.terminal());
+        assert_eq!(s.key(), ("kube-system".to_owned(), "etcd-n1".to_owned()));
+    }
+
+    #[test]
+    fn handle_versions_only_real_changes_and_rejects_unknown_hashes() {
+        let h = MirrorHandle::disconnected();
+        h.set_static_pods([StaticPodState::from_pod(pod("h1"))]);
+        h.set_static_pods([StaticPodState::from_pod(pod("h1"))]);
+        assert_eq!(h.shared.lock().pods_version, 1);
+        let running = PodStatus {
+            phase: Some("Running".into()),
+            ..PodStatus::default()
+        };
+        assert!(h.set_status("h1", running.clone()));
+        assert!(h.set_status("h1", running));
+        assert_eq!(h.shared.lock().pods_version, 2);
+        assert!(!h.set_status("other", PodStatus::default()));
     }
 }

@@ -17,7 +17,7 @@ use super::cache::PodCache;
 use super::config::{MirrorConfig, MirrorError};
 use super::decide::{Action, DeleteReason, DesiredMirror, ObservedPod, PodKey, decide};
 use super::events::{EventLimiter, event_object};
-use super::input::{MirrorHandle, Shared, StaticPod, WatchItem};
+use super::input::{MirrorHandle, Shared, StaticPodState, WatchItem};
 use super::log_once::LogOnce;
 use super::pod::{mirror_hash, mirror_pod, status_contains, status_json, status_patch};
 use super::watch::{pods_on_node_path, spawn_watch};
@@ -53,7 +53,7 @@ pub(super) struct Task {
     pub(super) client: ApiClient,
     pub(super) cfg: MirrorConfig,
     pub(super) shared: Arc<Shared>,
-    pub(super) desired: BTreeMap<PodKey, StaticPod>,
+    pub(super) desired: BTreeMap<PodKey, StaticPodState>,
     pub(super) desired_version: u64,
     pub(super) node_uid: Option<String>,
     pub(super) lease: Option<Lease>,
