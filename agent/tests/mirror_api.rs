@@ -669,6 +669,38 @@ fn existing_node_is_used_when_registration_is_forbidden_and_a_missing_one_blocks
 }
 
 #[test]
+fn existing_node_gets_its_labels_updated_and_keeps_its_taints() {
+    let env = env("n1");
+    env.api.with(|s| {
+        s.rv += 1;
+        let node = json!({"metadata": {"name": "n1", "uid": "old-uid", "resourceVersion": "1",
+                                       "labels": {"kubernetes.io/hostname": "stale", "keep": "me"}},
+                          "spec": {"taints": [{"key": "admin", "effect": "NoExecute"}]}, "status": {}});
+        s.nodes.insert("n1".into(), node);
+    });
+    let mut cfg = config(&env);
+    cfg.node_facts
+        .labels
+        .insert("role".into(), "control-plane".into());
+    let (h, t) = mirror::spawn(client(&env), cfg).unwrap();
+    h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
+    wait_until("mirror created", || env.api.pod(NS, "etcd-n1").is_some());
+    let node = env.api.with(|s| s.nodes["n1"].clone());
+    assert_eq!(node["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
+    assert_eq!(node["metadata"]["labels"]["role"], "control-plane");
+    assert_eq!(node["metadata"]["labels"]["keep"], "me");
+    assert_eq!(
+        node["spec"]["taints"],
+        json!([{"key": "admin", "effect": "NoExecute"}])
+    );
+    let owner =
+        env.api.pod(NS, "etcd-n1").unwrap()["metadata"]["ownerReferences"][0]["uid"].clone();
+    assert_eq!(owner, "old-uid");
+    stop(h, t);
+    assert_clean(&env);
+}
+
+#[test]
 fn fake_api_server_enforces_node_rules() {
     let env = env("n1");
     let c = client(&env);

@@ -1,6 +1,7 @@
 //! The node's heartbeat side of the mirror task: register (or adopt) the Node, patch its
 //! status, and renew its Lease in `kube-node-lease`.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -18,6 +19,7 @@ impl Task {
         }
         let name = self.cfg.node_name.clone();
         let mut node = None;
+        let mut existed = false;
         if self.cfg.register_node {
             let body = node_object(&name, &self.cfg.node_facts, super::wall_clock());
             match self.client.post::<Node>("/api/v1/nodes", &body) {
@@ -25,7 +27,7 @@ impl Task {
                     tracing::info!(node = %name, "registered node");
                     node = Some(n);
                 }
-                Err(e) if e.is_conflict() => {}
+                Err(e) if e.is_conflict() => existed = true,
                 Err(e @ KubeError::Api { .. }) => {
                     self.log.failed(
                         "register-node",
@@ -46,8 +48,28 @@ impl Task {
                 Err(e) => return Err(e.into()),
             },
         };
+        if existed {
+            self.update_node_labels(&node)?;
+        }
         self.node_uid = node.metadata.uid;
         self.node_status_due = Instant::now();
+        Ok(())
+    }
+
+    /// Registering over an existing Node: add or correct our labels (as the kubelet updates
+    /// its default labels). Taints are left alone: NodeRestriction forbids a node changing them.
+    fn update_node_labels(&mut self, node: &Node) -> Result<(), MirrorError> {
+        let name = self.cfg.node_name.clone();
+        let wanted = node_object(&name, &self.cfg.node_facts, super::wall_clock());
+        let patch = label_patch(node, &wanted);
+        if patch.is_empty() {
+            return Ok(());
+        }
+        let body = serde_json::json!({ "metadata": { "labels": patch } });
+        let r = self
+            .client
+            .patch::<Node>(&format!("/api/v1/nodes/{name}"), STRATEGIC, &body);
+        self.soft("node-labels", r)?;
         Ok(())
     }
 
@@ -102,5 +124,50 @@ impl Task {
         };
         self.lease = self.soft("lease", result)?;
         Ok(())
+    }
+}
+
+/// The labels of `wanted` that `current` lacks or holds with another value.
+fn label_patch(current: &Node, wanted: &Node) -> BTreeMap<String, String> {
+    let have = current.metadata.labels.clone().unwrap_or_default();
+    let want = wanted.metadata.labels.clone().unwrap_or_default();
+    want.into_iter()
+        .filter(|(k, v)| have.get(k) != Some(v))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn node(labels: &[(&str, &str)]) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Node::default()
+        }
+    }
+
+    #[test]
+    fn label_patch_adds_missing_and_corrects_different_values_only() {
+        let current = node(&[("a", "1"), ("b", "old"), ("other", "x")]);
+        let wanted = node(&[("a", "1"), ("b", "new"), ("c", "3")]);
+        let patch = label_patch(&current, &wanted);
+        assert_eq!(
+            patch,
+            [
+                ("b".to_owned(), "new".to_owned()),
+                ("c".to_owned(), "3".to_owned())
+            ]
+            .into()
+        );
     }
 }

@@ -109,6 +109,7 @@ impl Store {
             ("PATCH", ["api", "v1", "nodes", name, "status"]) => {
                 self.patch_node_status(who, name, body)
             }
+            ("PATCH", ["api", "v1", "nodes", name]) => self.patch_node_labels(who, name, body),
             (_, ["api", "v1", "nodes", ..]) => self.violation(
                 403,
                 "Forbidden",
@@ -226,6 +227,47 @@ impl Store {
             return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
         };
         strategic_merge_status(&mut node["status"], &patch["status"]);
+        node["metadata"]["resourceVersion"] = json!(rv.to_string());
+        Reply::Json(200, node.clone())
+    }
+
+    /// NodeRestriction: a node may change its own labels (not `node-restriction.kubernetes.io/`
+    /// ones) but not its taints or spec.
+    fn patch_node_labels(&mut self, who: &str, name: &str, patch: Value) -> Reply {
+        let only_labels = patch
+            .as_object()
+            .is_some_and(|o| o.keys().all(|k| k == "metadata"))
+            && patch["metadata"]
+                .as_object()
+                .is_some_and(|m| m.keys().all(|k| k == "labels"));
+        if name != who || !only_labels {
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not patch node {name} with {patch}"),
+            );
+        }
+        let labels = patch["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        if labels
+            .keys()
+            .any(|k| k.starts_with("node-restriction.kubernetes.io/"))
+        {
+            return self.violation(
+                403,
+                "Forbidden",
+                format!("node {who} may not set node-restriction labels"),
+            );
+        }
+        let rv = self.next_rv();
+        let Some(node) = self.nodes.get_mut(name) else {
+            return status(404, "NotFound", &format!("nodes \"{name}\" not found"));
+        };
+        for (k, v) in labels {
+            node["metadata"]["labels"][k] = v;
+        }
         node["metadata"]["resourceVersion"] = json!(rv.to_string());
         Reply::Json(200, node.clone())
     }
