@@ -701,6 +701,27 @@ fn existing_node_gets_its_labels_updated_and_keeps_its_taints() {
 }
 
 #[test]
+fn server_not_signed_by_the_cluster_ca_is_refused() {
+    let env = env("n1");
+    let other = TestPki::new();
+    let text = std::fs::read_to_string(&env.kubeconfig).unwrap();
+    let text = text.replace(
+        "certificate-authority: ca.crt",
+        &format!("certificate-authority: {}", other.ca_crt.display()),
+    );
+    std::fs::write(&env.kubeconfig, text).unwrap();
+    let err = client(&env).get::<Value>("/api/v1/nodes/n1").unwrap_err();
+    assert!(
+        matches!(err, podvisor::kube::KubeError::Transport { .. }),
+        "{err}"
+    );
+    assert!(
+        env.api.with(|s| s.requests.is_empty()),
+        "no request reached the server"
+    );
+}
+
+#[test]
 fn fake_api_server_enforces_node_rules() {
     let env = env("n1");
     let c = client(&env);
