@@ -127,6 +127,10 @@ struct User {
     token: Option<String>,
     #[serde(rename = "tokenFile")]
     token_file: Option<String>,
+    /// Credential plugins: not supported, reported instead of silently ignored.
+    exec: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "auth-provider")]
+    auth_provider: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +178,13 @@ impl ClusterAccess {
         };
         if cluster.server.is_empty() {
             return Err(format!("cluster {:?} has no server", context.cluster));
+        }
+        if user.exec.is_some() || user.auth_provider.is_some() {
+            return Err(format!(
+                "user {:?} uses an exec or auth-provider credential plugin, which podvisor does \
+                 not run: use a client certificate or a token",
+                context.user
+            ));
         }
         let file = |p: &String| Source::File(base.join(p));
         let ca = match (
@@ -303,6 +314,18 @@ current-context: x
         let bad = text.replace("current-context: x", "current-context: y");
         let err = ClusterAccess::from_yaml(&bad, Path::new("/")).unwrap_err();
         assert_eq!(err, "context \"y\" not found");
+    }
+
+    #[test]
+    fn exec_plugin_is_reported_not_ignored() {
+        let text = r#"
+clusters: [{name: c, cluster: {server: "https://h"}}]
+users: [{name: u, user: {exec: {command: aws, apiVersion: client.authentication.k8s.io/v1}}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+"#;
+        let err = ClusterAccess::from_yaml(text, Path::new("/")).unwrap_err();
+        assert!(err.contains("credential plugin"), "{err}");
     }
 
     #[test]
