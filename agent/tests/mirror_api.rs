@@ -504,6 +504,42 @@ fn status_is_resent_while_the_api_differs_but_not_more_often_than_the_interval()
 }
 
 #[test]
+fn terminated_static_pod_keeps_its_mirror_and_a_deleted_one_is_not_recreated() {
+    let env = env("n1");
+    let (h, t) = start(&env);
+    let mut job = static_pod("job", "n1", "j1", "job:1");
+    let mut other = static_pod("etcd", "n1", "h1", "etcd:1");
+    h.set_static_pods([job.clone(), other.clone()]);
+    wait_until("mirrors", || env.api.with(|s| s.pods.len() == 2));
+    job.status = Some(PodStatus {
+        phase: Some("Succeeded".into()),
+        ..PodStatus::default()
+    });
+    h.set_static_pods([job.clone(), other.clone()]);
+    wait_until("final status", || {
+        env.api
+            .pod(NS, "job-n1")
+            .is_some_and(|p| p["status"]["phase"] == "Succeeded")
+    });
+    env.api.admin_delete_now(NS, "job-n1");
+    // Barrier: a status change of the other pod is patched after the deletion was seen.
+    other.status = Some(status(0, true, true));
+    h.set_static_pods([job, other]);
+    wait_until("barrier", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["ready"] == true)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        env.api.pod(NS, "job-n1").is_none(),
+        "a finished static pod's mirror is not re-created"
+    );
+    stop(h, t);
+    assert_clean(&env);
+}
+
+#[test]
 fn api_down_then_back_converges_to_the_latest_state() {
     let env = env("n1");
     let (h, t) = start(&env);
