@@ -638,12 +638,25 @@ fn rotated_client_certificate_file_is_picked_up() {
     h.set_static_pods([static_pod("etcd", "n1", "h1", "etcd:1")]);
     wait_until("mirror created", || env.api.pod(NS, "etcd-n1").is_some());
     assert!(env.api.used.lock().unwrap().iter().all(|l| l == "a"));
+    // A half-written file is not a reason to stop: the previous credentials stay in use.
+    let swap = |target: &std::path::Path| {
+        let tmp = env.pki.dir.path().join("current.tmp");
+        std::os::unix::fs::symlink(target, &tmp).unwrap();
+        std::fs::rename(&tmp, &env.current).unwrap();
+    };
+    let partial = env.pki.dir.path().join("partial.pem");
+    std::fs::write(&partial, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+    swap(&partial);
+    h.set_status("h1", status(3, true, true));
+    wait_until("status patched with the old certificate", || {
+        env.api
+            .pod(NS, "etcd-n1")
+            .is_some_and(|p| p["status"]["containerStatuses"][0]["restartCount"] == 3)
+    });
     // Rotate as the kubelet does: new file, symlink swapped atomically; the old cert is revoked.
     let (pem_b, der_b) = env.pki.node_client("n1", "kubelet-client-b");
     env.api.allow_cert(der_b, "n1", "b");
-    let tmp = env.pki.dir.path().join("current.tmp");
-    std::os::unix::fs::symlink(&pem_b, &tmp).unwrap();
-    std::fs::rename(&tmp, &env.current).unwrap();
+    swap(&pem_b);
     env.api.revoke_cert(&env.cert_der);
     h.set_status("h1", status(4, true, true));
     wait_until("status patched with the new certificate", || {

@@ -52,6 +52,8 @@ struct Inner {
 /// A built agent and the file stamps it was built from.
 struct Built {
     stamps: Vec<Stamp>,
+    /// Stamps of a later version of the files that failed to load.
+    rejected: Option<Vec<Stamp>>,
     agent: ureq::Agent,
     token: Option<String>,
 }
@@ -240,10 +242,22 @@ impl ApiClient {
             .cached
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(built) = cached.as_ref().filter(|b| b.stamps == stamps) {
-            return Ok((built.agent.clone(), built.token.clone()));
+        if let Some(built) = cached.as_mut() {
+            if built.stamps == stamps || built.rejected.as_ref() == Some(&stamps) {
+                return Ok((built.agent.clone(), built.token.clone()));
+            }
         }
-        let built = self.build(stamps)?;
+        let built = match (self.build(stamps.clone()), cached.as_mut()) {
+            (Ok(b), _) => b,
+            // A file caught half-written, or a bad new certificate: keep the credentials that
+            // worked, say so once, and try again when the files change again.
+            (Err(e), Some(old)) => {
+                tracing::warn!(server = %self.inner.access.server, "credentials changed on disk but cannot be used, keeping the previous ones: {e}");
+                old.rejected = Some(stamps);
+                return Ok((old.agent.clone(), old.token.clone()));
+            }
+            (Err(e), None) => return Err(e),
+        };
         if cached.is_some() {
             tracing::info!(server = %self.inner.access.server, "credentials changed on disk, reloaded");
         }
@@ -310,6 +324,7 @@ impl ApiClient {
             .new_agent();
         Ok(Built {
             stamps,
+            rejected: None,
             agent,
             token,
         })
