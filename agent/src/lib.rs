@@ -4,5 +4,7 @@
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
 
+pub mod kube;
+pub mod mirror;
 pub mod order;
 pub mod probe;
