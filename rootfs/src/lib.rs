@@ -13,6 +13,7 @@
 //! [`Store::prepare`], [`Store::remove_container`], [`Store::list`], [`Store::remove`],
 //! [`Store::prune`], [`Store::image_config`], and the pure [`pull_policy`].
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod atomic;
 pub mod digest;
