@@ -16,12 +16,26 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod atomic;
+mod container;
+mod copy;
 pub mod digest;
 mod entry_path;
 mod error;
+mod import;
 pub mod layout;
+pub mod platform;
+mod policy;
 pub mod reference;
+pub mod registry;
+mod store;
 pub mod unpack;
 
+pub use container::{ContainerRecord, PreparedRootfs, RootfsKind};
 pub use error::{Error, Result};
+pub use import::Imported;
+pub use oci_spec::image::ImageConfiguration;
+pub use platform::Platform;
+pub use policy::{PullDecision, PullPolicy, pull_policy};
 pub use reference::Reference;
+pub use registry::{NoProgress, Progress, PullOptions};
+pub use store::{Image, ImageSummary, PruneReport, Store, StoreLock};
