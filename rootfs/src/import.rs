@@ -66,20 +66,29 @@ impl Members {
 }
 
 impl Store {
-    /// Imports every image in the archive at `path` and returns the names recorded.
+    /// Imports every image in the archive at `path`, unpacks their layers and returns the
+    /// names recorded.
     pub fn import(&self, path: &Path) -> Result<Vec<Imported>> {
-        let _gc = self.gc_lock(false)?;
-        let members = first_pass(path)?;
-        if members.small.contains_key("manifest.json") {
-            self.import_docker(path, &members)
-        } else if members.small.contains_key("index.json") {
-            self.import_oci(path, &members)
-        } else {
-            Err(Error::format(
-                path.display().to_string(),
-                "neither a docker-archive (manifest.json) nor an OCI archive (index.json)",
-            ))
+        let imported = {
+            let _gc = self.gc_lock(false)?;
+            let members = first_pass(path)?;
+            if members.small.contains_key("manifest.json") {
+                self.import_docker(path, &members)?
+            } else if members.small.contains_key("index.json") {
+                self.import_oci(path, &members)?
+            } else {
+                return Err(Error::format(
+                    path.display().to_string(),
+                    "neither a docker-archive (manifest.json) nor an OCI archive (index.json)",
+                ));
+            }
+        };
+        // Unpack now, so that a container can start from the image without further work.
+        for img in &imported {
+            let image = self.resolve(&img.name)?;
+            self.ensure_layers(&image)?;
         }
+        Ok(imported)
     }
 
     fn import_docker(&self, path: &Path, members: &Members) -> Result<Vec<Imported>> {
