@@ -31,6 +31,7 @@ mod store;
 pub mod unpack;
 
 pub use container::{ContainerRecord, PreparedRootfs, RootfsKind};
+pub use copy::copy_layers;
 pub use error::{Error, Result};
 pub use import::Imported;
 pub use oci_spec::image::ImageConfiguration;
