@@ -1,0 +1,401 @@
+//! Pulls from a real registry on loopback: Debian's `docker-registry` (CNCF distribution)
+//! started here with TLS from a throwaway CA and htpasswd auth, populated with skopeo.
+//! Covers pull by tag and by digest, through a mirror, with and without credentials, skipping
+//! blobs already present, plain HTTP only when marked insecure, and refusal of a tampered
+//! blob. Needs root (layers with whiteouts are unpacked after the pull).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use podvisor_rootfs::{Error, Progress, PullOptions, Store};
+
+/// A docker-registry process, killed on drop.
+struct Registry {
+    child: Child,
+    port: u16,
+    storage: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a registry in `dir`; with `tls` it serves HTTPS with `dir/certs/server.*` and
+/// requires the htpasswd user.
+fn start_registry(dir: &Path, tls: bool) -> Registry {
+    let port = free_port();
+    let storage = dir.join("storage");
+    fs::create_dir_all(&storage).unwrap();
+    let mut config = format!(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        storage.display()
+    );
+    if tls {
+        let certs = dir.join("certs");
+        config += &format!(
+            "  tls:\n    certificate: {c}/server.crt\n    key: {c}/server.key\nauth:\n  htpasswd:\n    realm: podvisor-test\n    path: {}\n",
+            dir.join("htpasswd").display(),
+            c = certs.display()
+        );
+    }
+    let cfg = dir.join("config.yml");
+    fs::write(&cfg, config).unwrap();
+    let log = fs::File::create(dir.join("registry.log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("start docker-registry (apt-get install docker-registry)");
+    let reg = Registry {
+        child,
+        port,
+        storage,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "registry did not listen: {}",
+            fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    reg
+}
+
+/// A CA, a server certificate for localhost/127.0.0.1 signed by it, and an htpasswd file.
+fn make_tls_and_auth(dir: &Path) -> PathBuf {
+    let certs = dir.join("certs");
+    fs::create_dir_all(&certs).unwrap();
+    let ossl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(&certs));
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    ossl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=podvisor test CA",
+            ],
+        ]
+        .concat(),
+    );
+    ossl(
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        ]
+        .concat(),
+    );
+    fs::write(
+        certs.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    ossl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let htpasswd = run(Command::new("htpasswd").args(["-Bbn", "puller", "s3cret"]));
+    fs::write(dir.join("htpasswd"), htpasswd).unwrap();
+    // skopeo's --dest-cert-dir wants only the CA.
+    let skopeo_certs = dir.join("skopeo-certs");
+    fs::create_dir_all(&skopeo_certs).unwrap();
+    fs::copy(certs.join("ca.crt"), skopeo_certs.join("ca.crt")).unwrap();
+    certs.join("ca.crt")
+}
+
+/// Counts blobs fetched and skipped.
+#[derive(Default)]
+struct Counting {
+    fetched: RefCell<Vec<String>>,
+    skipped: RefCell<Vec<String>>,
+    bytes: RefCell<u64>,
+}
+
+impl Progress for Counting {
+    fn advance(&self, _digest: &str, n: u64) {
+        *self.bytes.borrow_mut() += n;
+    }
+    fn done(&self, digest: &str, skipped: bool) {
+        let list = if skipped {
+            &self.skipped
+        } else {
+            &self.fetched
+        };
+        list.borrow_mut().push(digest.to_string());
+    }
+}
+
+fn opts(ca: &Path, creds: Option<&Path>) -> PullOptions {
+    PullOptions {
+        ca_files: vec![ca.to_path_buf()],
+        credential_files: creds.map(|c| vec![c.to_path_buf()]).unwrap_or_default(),
+        retries: 1,
+        retry_delay: Duration::from_millis(50),
+        ..PullOptions::default()
+    }
+}
+
+#[test]
+fn pulls_from_a_tls_registry_with_auth_by_tag_digest_and_mirror() {
+    if !require_root("pulls_from_a_tls_registry_with_auth_by_tag_digest_and_mirror") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = build_image(&tmp.path().join("img"));
+    let regdir = tmp.path().join("registry");
+    let ca = make_tls_and_auth(&regdir);
+    let reg = start_registry(&regdir, true);
+    let host = format!("localhost:{}", reg.port);
+    run(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--preserve-digests",
+            "--dest-creds",
+            "puller:s3cret",
+        ])
+        .arg(format!(
+            "--dest-cert-dir={}",
+            regdir.join("skopeo-certs").display()
+        ))
+        .arg(format!("oci:{}:{}", img.layout.display(), img.name))
+        .arg(format!("docker://{host}/test/busybox:1.0")));
+    let creds = tmp.path().join("config.json");
+    fs::write(
+        &creds,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"cHVsbGVyOnMzY3JldA=="}}}}}}"#),
+    )
+    .unwrap();
+
+    // By tag.
+    let store = Store::open(&tmp.path().join("s1")).unwrap();
+    let progress = Counting::default();
+    let image = store
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, Some(&creds)),
+            &progress,
+        )
+        .unwrap();
+    assert_eq!(image.manifest_digest, img.manifest);
+    assert_eq!(image.config_digest, img.config);
+    assert_eq!(progress.fetched.borrow().len(), 3, "config + 2 layers");
+    assert_eq!(*progress.bytes.borrow(), image.size());
+    for d in image.diff_ids() {
+        assert!(store.layer_dir(d).unwrap().is_dir(), "layer {d} unpacked");
+    }
+    // Again: everything is already there.
+    let again = Counting::default();
+    store
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, Some(&creds)),
+            &again,
+        )
+        .unwrap();
+    assert!(again.fetched.borrow().is_empty());
+    assert_eq!(again.skipped.borrow().len(), 3);
+
+    // By digest.
+    let store2 = Store::open(&tmp.path().join("s2")).unwrap();
+    let by_digest = format!("{host}/test/busybox@{}", img.manifest);
+    let image = store2
+        .pull(
+            &by_digest,
+            &opts(&ca, Some(&creds)),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(image.name, by_digest);
+    assert_eq!(
+        store2.resolve(&by_digest).unwrap().manifest_digest,
+        img.manifest
+    );
+    // A digest the registry does not have is an error, not a different image.
+    let missing = format!("{host}/test/busybox@sha256:{}", "0".repeat(64));
+    assert!(
+        store2
+            .pull(
+                &missing,
+                &opts(&ca, Some(&creds)),
+                &podvisor_rootfs::NoProgress
+            )
+            .is_err()
+    );
+
+    // Through a mirror: the origin does not exist, the mirror has the image.
+    let store3 = Store::open(&tmp.path().join("s3")).unwrap();
+    let mut o = opts(&ca, Some(&creds));
+    o.mirrors = HashMap::from([("registry.invalid".to_string(), vec![host.clone()])]);
+    let image = store3
+        .pull(
+            "registry.invalid/test/busybox:1.0",
+            &o,
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(image.name, "registry.invalid/test/busybox:1.0");
+    assert_eq!(image.manifest_digest, img.manifest);
+
+    // No credentials: refused with 401, nothing recorded.
+    let store4 = Store::open(&tmp.path().join("s4")).unwrap();
+    let err = store4
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, None),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Registry { status: 401, .. }), "{err}");
+    assert!(store4.list().unwrap().is_empty());
+    // Without the test CA the TLS handshake fails.
+    let mut untrusted = opts(&ca, Some(&creds));
+    untrusted.ca_files.clear();
+    assert!(matches!(
+        store4.pull(
+            &format!("{host}/test/busybox:1.0"),
+            &untrusted,
+            &podvisor_rootfs::NoProgress
+        ),
+        Err(Error::Http { .. })
+    ));
+
+    // A tampered layer (same size, one byte changed) is refused and never stored.
+    let layer_digest = image.manifest.layers()[0].digest().to_string();
+    let hex = &layer_digest[7..];
+    let data = reg.storage.join(format!(
+        "docker/registry/v2/blobs/sha256/{}/{hex}/data",
+        &hex[..2]
+    ));
+    let mut bytes = fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&data, bytes).unwrap();
+    let store5 = Store::open(&tmp.path().join("s5")).unwrap();
+    let err = store5
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, Some(&creds)),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(
+        !store5
+            .layout()
+            .has_blob(&layer_digest, image.manifest.layers()[0].size())
+            .unwrap()
+    );
+    assert!(store5.list().unwrap().is_empty());
+    let leftovers: Vec<_> = fs::read_dir(tmp.path().join("s5/images/blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn plain_http_only_for_registries_marked_insecure() {
+    if !require_root("plain_http_only_for_registries_marked_insecure") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = build_image(&tmp.path().join("img"));
+    let reg = start_registry(&tmp.path().join("registry"), false);
+    let host = format!("127.0.0.1:{}", reg.port);
+    run(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+        ])
+        .arg(format!("oci:{}:{}", img.layout.display(), img.name))
+        .arg(format!("docker://{host}/busybox:plain")));
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let mut o = PullOptions {
+        credential_files: vec![],
+        retries: 0,
+        ..PullOptions::default()
+    };
+    // HTTPS to a plain-HTTP registry fails...
+    assert!(
+        store
+            .pull(
+                &format!("{host}/busybox:plain"),
+                &o,
+                &podvisor_rootfs::NoProgress
+            )
+            .is_err()
+    );
+    // ...and works once the registry is marked insecure.
+    o.insecure_registries = vec![host.clone()];
+    let image = store
+        .pull(
+            &format!("{host}/busybox:plain"),
+            &o,
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(image.manifest_digest, img.manifest);
+}
