@@ -22,6 +22,7 @@ pub mod digest;
 mod entry_path;
 mod error;
 mod import;
+mod layers;
 pub mod layout;
 pub mod platform;
 mod policy;

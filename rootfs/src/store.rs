@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::layout::{self, Layout};
 use crate::platform::{self, Platform};
 use crate::reference::Reference;
-use crate::unpack;
 
 /// Media types of an image index / Docker manifest list (entries that need a platform choice).
 const INDEX_TYPES: [&str; 2] = [
@@ -275,44 +274,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// Unpacks every layer of `image` not yet unpacked and returns the layer directories,
-    /// lowest first. Each layer's uncompressed digest is checked against the config's diff_id;
-    /// a layer appears under its final name only once complete (unpack into a temporary
-    /// directory, `syncfs`, rename).
-    pub fn ensure_layers(&self, image: &Image) -> Result<Vec<PathBuf>> {
-        let _gc = self.gc_lock(false)?;
-        let mut dirs = Vec::new();
-        for (desc, diff_id) in image.manifest.layers().iter().zip(image.diff_ids()) {
-            let dir = self.layer_dir(diff_id)?;
-            if !dir.is_dir() {
-                self.unpack_into_place(desc.digest().as_ref(), diff_id, &dir)?;
-            }
-            dirs.push(dir);
-        }
-        Ok(dirs)
-    }
-
-    fn unpack_into_place(&self, blob: &str, diff_id: &str, dir: &Path) -> Result<()> {
-        let tmp = atomic::temp_path(&self.layers, digest::hex_part(diff_id)?);
-        fs::create_dir(&tmp).map_err(|e| Error::io("create layer directory", &tmp, e))?;
-        let result = (|| {
-            let file = self.layout.open_blob(blob)?;
-            unpack::unpack_layer(file, &tmp, Some(diff_id))?;
-            let d = File::open(&tmp).map_err(|e| Error::io("open layer directory", &tmp, e))?;
-            rustix::fs::syncfs(&d).map_err(|e| Error::io("syncfs", &tmp, e))?;
-            match fs::rename(&tmp, dir) {
-                // Another process unpacked the same layer first: theirs is as good as ours.
-                Err(_) if dir.is_dir() => remove_tree(&tmp),
-                Err(e) => Err(Error::io("rename layer into place", dir, e)),
-                Ok(()) => atomic::sync_parent(dir),
-            }
-        })();
-        if result.is_err() {
-            let _ = remove_tree(&tmp);
-        }
-        result
     }
 
     /// Removes the image named `wanted` (refusing if a prepared container uses it), then
