@@ -333,7 +333,6 @@ impl Extractor {
                 .map_err(|e| Error::io("write file", self.root_path.join(path.full()), e))?;
         }
         let fd = OwnedFd::from(file);
-        self.set_xattrs(&fd, path, meta)?;
         if self.privileged {
             rfs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
                 .map_err(|e| self.err("chown", &path.full(), e))?;
@@ -341,6 +340,8 @@ impl Extractor {
         // chmod after chown: chown(2) clears set-user-ID and set-group-ID bits.
         rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
             .map_err(|e| self.err("chmod", &path.full(), e))?;
+        // xattrs last: chown(2) drops security.capability.
+        self.set_xattrs(&fd, path, meta)?;
         rfs::futimens(&fd, &times(meta.mtime)).map_err(|e| self.err("set mtime", &path.full(), e))
     }
 
@@ -352,13 +353,13 @@ impl Extractor {
         }
         let fd = open_beneath(&parent, &path.name)
             .map_err(|e| self.err("open directory", &path.full(), e))?;
-        self.set_xattrs(&fd, path, meta)?;
         if self.privileged {
             rfs::fchown(&fd, Some(uid(meta.uid)), Some(gid(meta.gid)))
                 .map_err(|e| self.err("chown", &path.full(), e))?;
         }
         rfs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
             .map_err(|e| self.err("chmod", &path.full(), e))?;
+        self.set_xattrs(&fd, path, meta)?;
         // Later entries change the directory's mtime: set it once everything is written.
         self.dir_times.push((path.full(), meta.mtime));
         Ok(())
