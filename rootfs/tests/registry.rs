@@ -40,9 +40,18 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts a registry in `dir`; with `tls` it serves HTTPS with `dir/certs/server.*` and
-/// requires the htpasswd user.
-fn start_registry(dir: &Path, tls: bool) -> Registry {
+/// How the test registry authenticates.
+enum Auth {
+    /// Plain HTTP, anonymous.
+    None,
+    /// HTTPS, Basic auth against `dir/htpasswd`.
+    Htpasswd,
+    /// HTTPS, bearer tokens from `realm`, signed by the certificate at `cert`.
+    Token { realm: String, cert: PathBuf },
+}
+
+/// Starts a registry in `dir`; unless `Auth::None` it serves HTTPS with `dir/certs/server.*`.
+fn start_registry(dir: &Path, auth: Auth) -> Registry {
     let port = free_port();
     let storage = dir.join("storage");
     fs::create_dir_all(&storage).unwrap();
@@ -50,13 +59,27 @@ fn start_registry(dir: &Path, tls: bool) -> Registry {
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
         storage.display()
     );
-    if tls {
-        let certs = dir.join("certs");
-        config += &format!(
-            "  tls:\n    certificate: {c}/server.crt\n    key: {c}/server.key\nauth:\n  htpasswd:\n    realm: podvisor-test\n    path: {}\n",
-            dir.join("htpasswd").display(),
-            c = certs.display()
-        );
+    let certs = dir.join("certs");
+    let tls = format!(
+        "  tls:\n    certificate: {c}/server.crt\n    key: {c}/server.key\n",
+        c = certs.display()
+    );
+    match auth {
+        Auth::None => {}
+        Auth::Htpasswd => {
+            config += &tls;
+            config += &format!(
+                "auth:\n  htpasswd:\n    realm: podvisor-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            );
+        }
+        Auth::Token { realm, cert } => {
+            config += &tls;
+            config += &format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                cert.display()
+            );
+        }
     }
     let cfg = dir.join("config.yml");
     fs::write(&cfg, config).unwrap();
@@ -201,7 +224,7 @@ fn pulls_from_a_tls_registry_with_auth_by_tag_digest_and_mirror() {
     let img = build_image(&tmp.path().join("img"));
     let regdir = tmp.path().join("registry");
     let ca = make_tls_and_auth(&regdir);
-    let reg = start_registry(&regdir, true);
+    let reg = start_registry(&regdir, Auth::Htpasswd);
     let host = format!("localhost:{}", reg.port);
     run(Command::new("skopeo")
         .args([
@@ -360,7 +383,7 @@ fn plain_http_only_for_registries_marked_insecure() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let img = build_image(&tmp.path().join("img"));
-    let reg = start_registry(&tmp.path().join("registry"), false);
+    let reg = start_registry(&tmp.path().join("registry"), Auth::None);
     let host = format!("127.0.0.1:{}", reg.port);
     run(Command::new("skopeo")
         .args([
@@ -398,4 +421,187 @@ fn plain_http_only_for_registries_marked_insecure() {
         )
         .unwrap();
     assert_eq!(image.manifest_digest, img.manifest);
+}
+
+const TOKEN_SERVICE: &str = "podvisor-test-registry";
+const TOKEN_ISSUER: &str = "podvisor-test-issuer";
+
+/// A signed registry token (JWT, RS256, certificate in `x5c`) granting pull and push on
+/// `test/busybox`, made with openssl so no JWT code is shared with the code under test.
+fn make_token(dir: &Path) -> (String, PathBuf) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "token.key",
+            "-out",
+            "token.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=token signer",
+        ])
+        .current_dir(dir));
+    let der = run(Command::new("sh")
+        .arg("-c")
+        .arg("openssl x509 -in token.crt -outform DER | base64 -w0")
+        .current_dir(dir));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [der.trim()]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": "puller", "aud": TOKEN_SERVICE,
+        "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "podvisor-test",
+        "access": [{"type": "repository", "name": "test/busybox", "actions": ["pull", "push"]}],
+    });
+    let input = format!(
+        "{}.{}",
+        b64.encode(header.to_string()),
+        b64.encode(claims.to_string())
+    );
+    fs::write(dir.join("jwt-input"), &input).unwrap();
+    run(Command::new("openssl")
+        .args([
+            "dgst",
+            "-sha256",
+            "-sign",
+            "token.key",
+            "-out",
+            "jwt-sig",
+            "jwt-input",
+        ])
+        .current_dir(dir));
+    let sig = fs::read(dir.join("jwt-sig")).unwrap();
+    (
+        format!("{input}.{}", b64.encode(sig)),
+        dir.join("token.crt"),
+    )
+}
+
+/// A token endpoint on loopback: hands out `token` to requests carrying the Basic
+/// credentials puller:s3cret, 401 to others. Records the query strings it saw.
+fn start_token_server(token: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let realm = format!(
+        "http://127.0.0.1:{}/token",
+        listener.local_addr().unwrap().port()
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            let _ = reader.read_line(&mut request_line);
+            let mut authorized = false;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if line.to_ascii_lowercase().starts_with(
+                    "authorization: basic cHVsbGVyOnMzY3JldA=="
+                        .to_ascii_lowercase()
+                        .as_str(),
+                ) {
+                    authorized = true;
+                }
+            }
+            log.lock().unwrap().push(request_line.trim().to_string());
+            let (status, body) = if authorized {
+                (
+                    "200 OK",
+                    serde_json::json!({"token": token, "access_token": token}).to_string(),
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_string(),
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (realm, seen)
+}
+
+#[test]
+fn pulls_with_bearer_tokens_from_the_www_authenticate_realm() {
+    if !require_root("pulls_with_bearer_tokens_from_the_www_authenticate_realm") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = build_image(&tmp.path().join("img"));
+    let regdir = tmp.path().join("registry");
+    let ca = make_tls_and_auth(&regdir);
+    let (token, cert) = make_token(&regdir);
+    let (realm, seen) = start_token_server(token);
+    let reg = start_registry(&regdir, Auth::Token { realm, cert });
+    let host = format!("localhost:{}", reg.port);
+    run(Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "-q",
+            "--preserve-digests",
+            "--dest-creds",
+            "puller:s3cret",
+        ])
+        .arg(format!(
+            "--dest-cert-dir={}",
+            regdir.join("skopeo-certs").display()
+        ))
+        .arg(format!("oci:{}:{}", img.layout.display(), img.name))
+        .arg(format!("docker://{host}/test/busybox:1.0")));
+    seen.lock().unwrap().clear();
+
+    let creds = tmp.path().join("config.json");
+    fs::write(
+        &creds,
+        format!(r#"{{"auths":{{"{host}":{{"username":"puller","password":"s3cret"}}}}}}"#),
+    )
+    .unwrap();
+    let store = Store::open(&tmp.path().join("s")).unwrap();
+    let image = store
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, Some(&creds)),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(image.manifest_digest, img.manifest);
+    let requests = seen.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "no token was fetched");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.contains("scope=repository%3Atest%2Fbusybox%3Apull")
+                && r.contains(&format!("service={TOKEN_SERVICE}"))),
+        "{requests:?}"
+    );
+
+    // Without credentials the token endpoint refuses, and so does the pull.
+    let store2 = Store::open(&tmp.path().join("s2")).unwrap();
+    let err = store2
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, None),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::Registry { status: 401, .. }), "{err}");
 }
