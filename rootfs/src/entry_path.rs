@@ -13,22 +13,22 @@ pub const MAX_PATH: usize = 4096;
 pub const MAX_NAME: usize = 255;
 
 /// A cleaned entry path: the parent's components joined by `/` (empty for the root) and the
-/// final component.
+/// final component. Bytes, not strings: Linux file names need not be UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPath {
-    /// The parent directory relative to the layer root, `""` for the root itself.
-    pub parent: String,
+    /// The parent directory relative to the layer root, empty for the root itself.
+    pub parent: Vec<u8>,
     /// The final component; never empty, `.` or `..`, never contains `/`.
-    pub name: String,
+    pub name: Vec<u8>,
 }
 
 impl EntryPath {
     /// `parent/name`, relative to the layer root.
-    pub fn full(&self) -> String {
+    pub fn full(&self) -> Vec<u8> {
         if self.parent.is_empty() {
             self.name.clone()
         } else {
-            format!("{}/{}", self.parent, self.name)
+            [&self.parent[..], b"/", &self.name[..]].concat()
         }
     }
 }
@@ -45,12 +45,11 @@ pub fn clean(raw: &[u8]) -> Result<Option<EntryPath>> {
     if raw.contains(&0) {
         return Err(unsafe_entry("path contains a NUL byte"));
     }
-    let text = std::str::from_utf8(raw).map_err(|_| unsafe_entry("path is not UTF-8"))?;
-    let mut parts = Vec::new();
-    for comp in text.split('/') {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for comp in raw.split(|b| *b == b'/') {
         match comp {
-            "" | "." => continue,
-            ".." => return Err(unsafe_entry("path contains '..'")),
+            b"" | b"." => continue,
+            b".." => return Err(unsafe_entry("path contains '..'")),
             c if c.len() > MAX_NAME => return Err(unsafe_entry("component longer than NAME_MAX")),
             c => parts.push(c),
         }
@@ -59,8 +58,8 @@ pub fn clean(raw: &[u8]) -> Result<Option<EntryPath>> {
         return Ok(None);
     };
     Ok(Some(EntryPath {
-        parent: parts.join("/"),
-        name: name.to_string(),
+        parent: parts.join(&b'/'),
+        name: name.to_vec(),
     }))
 }
 
@@ -69,7 +68,12 @@ mod tests {
     use super::*;
 
     fn ok(raw: &str) -> Option<(String, String)> {
-        clean(raw.as_bytes()).unwrap().map(|p| (p.parent, p.name))
+        clean(raw.as_bytes()).unwrap().map(|p| {
+            (
+                String::from_utf8(p.parent).unwrap(),
+                String::from_utf8(p.name).unwrap(),
+            )
+        })
     }
 
     #[test]
@@ -106,5 +110,8 @@ mod tests {
         assert!(clean("a/".repeat(3000).as_bytes()).is_err());
         assert!(clean("x".repeat(256).as_bytes()).is_err());
         assert!(clean(b"a\0b").is_err());
+        // Not UTF-8 (Latin-1 "caf\xe9"): a valid Linux name, kept byte for byte.
+        let p = clean(b"dir/caf\xe9").unwrap().unwrap();
+        assert_eq!(p.name, b"caf\xe9");
     }
 }

@@ -27,8 +27,8 @@ use crate::digest::HashingReader;
 use crate::entry_path::{self, EntryPath};
 use crate::error::{Error, Result};
 
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const COPY_BUF: usize = 256 * 1024;
 
 /// How a layer blob is compressed, from its first bytes.
@@ -109,8 +109,8 @@ struct Extractor {
     root: OwnedFd,
     root_path: PathBuf,
     privileged: bool,
-    parents: HashMap<String, OwnedFd>,
-    dir_times: Vec<(String, i64)>,
+    parents: HashMap<Vec<u8>, OwnedFd>,
+    dir_times: Vec<(Vec<u8>, i64)>,
     buf: Vec<u8>,
 }
 
@@ -160,12 +160,12 @@ impl Extractor {
                 .map_err(|e| self.err("mark opaque", &path.parent, e));
         }
         if let Some(hidden) = path.name.strip_prefix(WHITEOUT_PREFIX) {
-            if hidden.is_empty() || hidden == "." || hidden == ".." {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(unsafe_entry(&raw_path, "whiteout of an invalid name"));
             }
             let target = EntryPath {
                 parent: path.parent.clone(),
-                name: hidden.to_string(),
+                name: hidden.to_vec(),
             };
             return self.whiteout(&target);
         }
@@ -236,7 +236,7 @@ impl Extractor {
     }
 
     /// Opens (creating missing directories) the parent `rel`, never leaving the layer root.
-    fn parent(&mut self, rel: &str) -> Result<OwnedFd> {
+    fn parent(&mut self, rel: &[u8]) -> Result<OwnedFd> {
         if rel.is_empty() {
             return self
                 .root
@@ -246,7 +246,7 @@ impl Extractor {
         if let Some(fd) = self.parents.get(rel) {
             return fd
                 .try_clone()
-                .map_err(|e| Error::io("dup directory", self.root_path.join(rel), e));
+                .map_err(|e| Error::io("dup directory", self.abs(rel), e));
         }
         let fd = match open_beneath(&self.root, rel) {
             Ok(fd) => fd,
@@ -255,17 +255,17 @@ impl Extractor {
         };
         let out = fd
             .try_clone()
-            .map_err(|e| Error::io("dup directory", self.root_path.join(rel), e))?;
-        self.parents.insert(rel.to_string(), fd);
+            .map_err(|e| Error::io("dup directory", self.abs(rel), e))?;
+        self.parents.insert(rel.to_vec(), fd);
         Ok(out)
     }
 
-    fn create_parents(&self, rel: &str) -> Result<OwnedFd> {
+    fn create_parents(&self, rel: &[u8]) -> Result<OwnedFd> {
         let mut cur = self
             .root
             .try_clone()
             .map_err(|e| Error::io("dup layer directory", &self.root_path, e))?;
-        for comp in rel.split('/') {
+        for comp in rel.split(|b| *b == b'/') {
             cur = match open_beneath(&cur, comp) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
@@ -282,7 +282,7 @@ impl Extractor {
     /// Removes whatever is at `parent/name` unless it is a directory and `keep_dir` is set.
     /// Returns true if a directory was kept.
     fn clear(&mut self, parent: &OwnedFd, path: &EntryPath, keep_dir: bool) -> Result<bool> {
-        let st = match rfs::statat(parent, path.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        let st = match rfs::statat(parent, path.name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
             Err(Errno::NOENT) => return Ok(false),
             Err(e) => return Err(self.err("stat", &path.full(), e)),
@@ -298,7 +298,7 @@ impl Extractor {
         } else {
             AtFlags::empty()
         };
-        rfs::unlinkat(parent, path.name.as_str(), flags)
+        rfs::unlinkat(parent, path.name.as_slice(), flags)
             .map_err(|e| self.err("replace existing entry", &path.full(), e))?;
         Ok(false)
     }
@@ -310,7 +310,7 @@ impl Extractor {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(
             &parent,
-            path.name.as_str(),
+            path.name.as_slice(),
             flags,
             Mode::from_raw_mode(0o600),
         )
@@ -322,15 +322,11 @@ impl Extractor {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    return Err(Error::io(
-                        "read layer entry",
-                        self.root_path.join(path.full()),
-                        e,
-                    ));
+                    return Err(Error::io("read layer entry", self.abs(&path.full()), e));
                 }
             };
             file.write_all(&self.buf[..n])
-                .map_err(|e| Error::io("write file", self.root_path.join(path.full()), e))?;
+                .map_err(|e| Error::io("write file", self.abs(&path.full()), e))?;
         }
         let fd = OwnedFd::from(file);
         if self.privileged {
@@ -348,7 +344,7 @@ impl Extractor {
     fn dir(&mut self, path: &EntryPath, meta: &Meta) -> Result<()> {
         let parent = self.parent(&path.parent)?;
         if !self.clear(&parent, path, true)? {
-            rfs::mkdirat(&parent, path.name.as_str(), Mode::from_raw_mode(0o700))
+            rfs::mkdirat(&parent, path.name.as_slice(), Mode::from_raw_mode(0o700))
                 .map_err(|e| self.err("create directory", &path.full(), e))?;
         }
         let fd = open_beneath(&parent, &path.name)
@@ -370,7 +366,7 @@ impl Extractor {
         self.clear(&parent, path, false)?;
         // The target is stored verbatim: it is never followed during extraction.
         let target = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(target);
-        rfs::symlinkat(target, &parent, path.name.as_str())
+        rfs::symlinkat(target, &parent, path.name.as_slice())
             .map_err(|e| self.err("create symlink", &path.full(), e))?;
         self.finish_node(&parent, path, meta, false)
     }
@@ -382,14 +378,14 @@ impl Extractor {
         let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
         let src = rfs::openat2(
             &target_parent,
-            target.name.as_str(),
+            target.name.as_slice(),
             flags,
             Mode::empty(),
             resolve,
         )
         .map_err(|e| self.err("open hard link target", &target.full(), e))?;
         self.clear(&parent, path, false)?;
-        rfs::linkat(&src, "", &parent, path.name.as_str(), AtFlags::EMPTY_PATH)
+        rfs::linkat(&src, "", &parent, path.name.as_slice(), AtFlags::EMPTY_PATH)
             .map_err(|e| self.err("create hard link", &path.full(), e))
     }
 
@@ -398,7 +394,7 @@ impl Extractor {
         self.clear(&parent, path, false)?;
         rfs::mknodat(
             &parent,
-            path.name.as_str(),
+            path.name.as_slice(),
             ft,
             Mode::from_raw_mode(meta.mode),
             dev,
@@ -412,7 +408,7 @@ impl Extractor {
         self.clear(&parent, path, false)?;
         rfs::mknodat(
             &parent,
-            path.name.as_str(),
+            path.name.as_slice(),
             FileType::CharacterDevice,
             Mode::empty(),
             rfs::makedev(0, 0),
@@ -428,7 +424,7 @@ impl Extractor {
         meta: &Meta,
         chmod: bool,
     ) -> Result<()> {
-        let name = path.name.as_str();
+        let name = path.name.as_slice();
         if self.privileged {
             rfs::chownat(
                 parent,
@@ -459,7 +455,11 @@ impl Extractor {
                 // Unprivileged unpack cannot set trusted.* or security.*: keep going, as umoci --rootless does.
                 Err(Errno::PERM | Errno::OPNOTSUPP) if !self.privileged => {}
                 Err(e) => {
-                    return Err(self.err("set xattr", &format!("{} ({name})", path.full()), e));
+                    return Err(self.err(
+                        "set xattr",
+                        format!("{} ({name})", String::from_utf8_lossy(&path.full())).as_bytes(),
+                        e,
+                    ));
                 }
                 Ok(()) => {}
             }
@@ -470,10 +470,10 @@ impl Extractor {
     fn apply_root_meta(&self, meta: &Meta) -> Result<()> {
         if self.privileged {
             rfs::fchown(&self.root, Some(uid(meta.uid)), Some(gid(meta.gid)))
-                .map_err(|e| self.err("chown", ".", e))?;
+                .map_err(|e| self.err("chown", b".", e))?;
         }
         rfs::fchmod(&self.root, Mode::from_raw_mode(meta.mode))
-            .map_err(|e| self.err("chmod", ".", e))
+            .map_err(|e| self.err("chmod", b".", e))
     }
 
     /// Sets directory mtimes (deepest first does not matter: setting an mtime does not touch
@@ -488,20 +488,26 @@ impl Extractor {
         Ok(())
     }
 
-    fn err(&self, step: &'static str, rel: &str, e: Errno) -> Error {
+    /// `rel` (bytes, relative to the layer) as an absolute path for messages.
+    fn abs(&self, rel: &[u8]) -> PathBuf {
+        self.root_path
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(rel))
+    }
+
+    fn err(&self, step: &'static str, rel: &[u8], e: Errno) -> Error {
         if e == Errno::XDEV || e == Errno::LOOP {
             return Error::UnsafeEntry {
-                entry: rel.to_string(),
+                entry: String::from_utf8_lossy(rel).into_owned(),
                 reason: format!("{step}: path leads outside the layer ({e})"),
             };
         }
-        Error::io(step, self.root_path.join(rel), e)
+        Error::io(step, self.abs(rel), e)
     }
 }
 
 /// Opens directory `rel` under `dir` without leaving `dir` (RESOLVE_BENEATH) and without
 /// following /proc magic links.
-fn open_beneath(dir: &OwnedFd, rel: &str) -> std::result::Result<OwnedFd, Errno> {
+fn open_beneath(dir: &OwnedFd, rel: &[u8]) -> std::result::Result<OwnedFd, Errno> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
     rfs::openat2(
         dir.as_fd(),

@@ -114,6 +114,15 @@ fn rich_layer() -> Vec<u8> {
         &b"ok"[..],
     )
     .unwrap();
+    let latin1 = std::path::Path::new(
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"caf\xe9"),
+    );
+    b.append_data(
+        &mut header(tar::EntryType::Regular, 0o644, 0, 0, 1_200_000_000, 3),
+        latin1,
+        &b"nom"[..],
+    )
+    .unwrap();
     b.into_inner().unwrap()
 }
 
