@@ -21,8 +21,12 @@ const CHILD_ENV: &str = "PODVISOR_CRASH_CHILD";
 #[test]
 #[ignore = "helper: re-executed as a child process by kill_9_during_import_leaves_a_usable_store"]
 fn crash_child_import() {
-    let spec =
-        std::env::var(CHILD_ENV).expect("run only by kill_9_during_import_leaves_a_usable_store");
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        eprintln!(
+            "crash_child_import: nothing to do outside kill_9_during_import_leaves_a_usable_store"
+        );
+        return;
+    };
     let (root, archive) = spec.split_once('\n').unwrap();
     Store::open(Path::new(root))
         .unwrap()
