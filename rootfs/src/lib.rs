@@ -16,6 +16,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod atomic;
+mod compression;
 mod container;
 mod copy;
 pub mod digest;

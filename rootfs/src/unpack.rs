@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -23,6 +23,7 @@ use rustix::fs::{
 };
 use rustix::io::Errno;
 
+pub use crate::compression::{Compression, decompress};
 use crate::digest::HashingReader;
 use crate::entry_path::{self, EntryPath};
 use crate::error::{Error, Result};
@@ -30,41 +31,6 @@ use crate::error::{Error, Result};
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const COPY_BUF: usize = 256 * 1024;
-
-/// How a layer blob is compressed, from its first bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// A plain tar.
-    None,
-    /// gzip (possibly several members, as pigz and some builders write).
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-impl Compression {
-    /// Recognises gzip (`1f 8b`) and zstd (`28 b5 2f fd`) magic; anything else is plain tar.
-    pub fn detect(magic: &[u8]) -> Self {
-        if magic.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-}
-
-/// Wraps `blob` in the decompressor its magic bytes call for.
-pub fn decompress<'a, R: Read + 'a>(blob: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut buffered = BufReader::with_capacity(COPY_BUF, blob);
-    let kind = Compression::detect(buffered.fill_buf()?);
-    Ok(match kind {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-        Compression::None => Box::new(buffered),
-    })
-}
 
 /// Unpacks the layer `blob` (compressed or not) into the existing, empty directory `dest` and
 /// returns the uncompressed stream's digest (the layer's diff_id). When `expected_diff_id` is
@@ -542,20 +508,4 @@ fn uid(raw: u32) -> rustix::fs::Uid {
 
 fn gid(raw: u32) -> rustix::fs::Gid {
     rustix::fs::Gid::from_raw(raw)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compression_is_detected_from_magic() {
-        assert_eq!(Compression::detect(&[0x1f, 0x8b, 8]), Compression::Gzip);
-        assert_eq!(
-            Compression::detect(&[0x28, 0xb5, 0x2f, 0xfd, 0]),
-            Compression::Zstd
-        );
-        assert_eq!(Compression::detect(b"etc/\0\0"), Compression::None);
-        assert_eq!(Compression::detect(b""), Compression::None);
-    }
 }

@@ -277,6 +277,66 @@ fn pulls_from_a_tls_registry_with_auth_by_tag_digest_and_mirror() {
     assert!(again.fetched.borrow().is_empty());
     assert_eq!(again.skipped.borrow().len(), 3);
 
+    // A Docker schema 2 manifest (skopeo converts on push): same image ID.
+    let push = |src: &str, dest: &str, extra: &[&str]| {
+        run(Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "-q",
+                "--dest-creds",
+                "puller:s3cret",
+            ])
+            .args(extra)
+            .arg(format!(
+                "--dest-cert-dir={}",
+                regdir.join("skopeo-certs").display()
+            ))
+            .arg(src)
+            .arg(format!("docker://{host}/{dest}")));
+    };
+    push(
+        &format!("oci:{}:{}", img.layout.display(), img.name),
+        "test/busybox:v2s2",
+        &["--format", "v2s2"],
+    );
+    let v2 = store
+        .pull(
+            &format!("{host}/test/busybox:v2s2"),
+            &opts(&ca, Some(&creds)),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(v2.config_digest, img.config);
+    assert_ne!(
+        v2.manifest_digest, img.manifest,
+        "schema 2 manifest is a different document"
+    );
+
+    // An image index (arm64 listed first, then amd64) resolves to this host's manifest.
+    let multi = multi_arch_layout(&img, &tmp.path().join("multi"));
+    push(
+        &format!("oci:{}:multi", multi.display()),
+        "test/busybox:multi",
+        &["--all", "--preserve-digests"],
+    );
+    let store_m = Store::open(&tmp.path().join("sm")).unwrap();
+    let m = store_m
+        .pull(
+            &format!("{host}/test/busybox:multi"),
+            &opts(&ca, Some(&creds)),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(m.manifest_digest, img.manifest, "linux/amd64 entry chosen");
+    assert_eq!(
+        store_m
+            .resolve(&format!("{host}/test/busybox:multi"))
+            .unwrap()
+            .manifest_digest,
+        img.manifest
+    );
+
     // By digest.
     let store2 = Store::open(&tmp.path().join("s2")).unwrap();
     let by_digest = format!("{host}/test/busybox@{}", img.manifest);
@@ -604,4 +664,43 @@ fn pulls_with_bearer_tokens_from_the_www_authenticate_realm() {
         )
         .unwrap_err();
     assert!(matches!(err, Error::Registry { status: 401, .. }), "{err}");
+}
+
+/// A copy of the test image's layout whose `multi` entry is an image index listing a
+/// linux/arm64/v8 manifest (same layers, arm64 config) before the real linux/amd64 one.
+fn multi_arch_layout(img: &TestImage, dir: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    run(Command::new("cp").arg("-a").arg(&img.layout).arg(dir));
+    let blobs = dir.join("blobs/sha256");
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let read = |d: &str| fs::read(blobs.join(&d[7..])).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&read(&img.config)).unwrap();
+    config["architecture"] = "arm64".into();
+    config["variant"] = "v8".into();
+    let (cfg, cfg_size) = put(config.to_string().as_bytes());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&read(&img.manifest)).unwrap();
+    manifest["config"]["digest"] = cfg.into();
+    manifest["config"]["size"] = cfg_size.into();
+    let (arm, arm_size) = put(manifest.to_string().as_bytes());
+    let amd_size = read(&img.manifest).len();
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": mt, "digest": arm, "size": arm_size, "platform": {"architecture": "arm64", "os": "linux", "variant": "v8"}},
+            {"mediaType": mt, "digest": img.manifest, "size": amd_size, "platform": {"architecture": "amd64", "os": "linux"}},
+        ],
+    });
+    let (idx, idx_size) = put(index.to_string().as_bytes());
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx, "size": idx_size,
+        "annotations": {"org.opencontainers.image.ref.name": "multi"},
+    }]});
+    fs::write(dir.join("index.json"), top.to_string()).unwrap();
+    dir.to_path_buf()
 }
