@@ -245,6 +245,13 @@ impl Progress for TermProgress {
         }
     }
 
+    fn resumed(&self, digest: &str, offset: u64) {
+        match self.bars.lock().ok().and_then(|b| b.get(digest).cloned()) {
+            Some(bar) => bar.set_position(offset),
+            None => eprintln!("resuming {digest} after {offset} bytes"),
+        }
+    }
+
     fn advance(&self, digest: &str, n: u64) {
         if let Some(bar) = self.bars.lock().ok().and_then(|b| b.get(digest).cloned()) {
             bar.inc(n);

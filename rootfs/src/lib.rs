@@ -25,6 +25,7 @@ mod error;
 mod import;
 mod layers;
 pub mod layout;
+mod partial;
 pub mod platform;
 mod policy;
 pub mod reference;

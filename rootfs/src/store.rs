@@ -337,6 +337,7 @@ impl Store {
             self.mark(entry, &mut blobs, &mut layers);
         }
         let mut report = PruneReport::default();
+        self.layout.remove_abandoned_partials()?;
         for blob in self.layout.blobs()? {
             if !blobs.contains(&blob) {
                 self.layout.remove_blob(&blob)?;

@@ -337,6 +337,57 @@ fn pulls_from_a_tls_registry_with_auth_by_tag_digest_and_mirror() {
         img.manifest
     );
 
+    // A download interrupted half-way (a partial left by a killed pull) resumes with a Range
+    // request: only the missing bytes are fetched.
+    let store_r = Store::open(&tmp.path().join("sr")).unwrap();
+    let layer = &image.manifest.layers()[0];
+    let hex = layer.digest().to_string()[7..].to_string();
+    let full = fs::read(img.layout.join("blobs/sha256").join(&hex)).unwrap();
+    let half = full.len() / 2;
+    fs::write(
+        tmp.path()
+            .join("sr/images/blobs/sha256")
+            .join(format!(".partial-{hex}")),
+        &full[..half],
+    )
+    .unwrap();
+    let resumed = Counting::default();
+    let got = store_r
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, Some(&creds)),
+            &resumed,
+        )
+        .unwrap();
+    assert_eq!(got.manifest_digest, img.manifest);
+    assert_eq!(
+        *resumed.bytes.borrow(),
+        image.size() - half as u64,
+        "only the missing half was fetched"
+    );
+    assert!(
+        !tmp.path()
+            .join(format!("sr/images/blobs/sha256/.partial-{hex}"))
+            .exists()
+    );
+    // A corrupt partial is detected and the blob fetched again from the start.
+    let store_c = Store::open(&tmp.path().join("sc")).unwrap();
+    fs::write(
+        tmp.path()
+            .join("sc/images/blobs/sha256")
+            .join(format!(".partial-{hex}")),
+        vec![0u8; half],
+    )
+    .unwrap();
+    let got = store_c
+        .pull(
+            &format!("{host}/test/busybox:1.0"),
+            &opts(&ca, Some(&creds)),
+            &podvisor_rootfs::NoProgress,
+        )
+        .unwrap();
+    assert_eq!(got.manifest_digest, img.manifest);
+
     // By digest.
     let store2 = Store::open(&tmp.path().join("s2")).unwrap();
     let by_digest = format!("{host}/test/busybox@{}", img.manifest);

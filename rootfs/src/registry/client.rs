@@ -56,6 +56,11 @@ impl RegistryClient {
         })
     }
 
+    /// How many times and after what first delay transient failures are retried.
+    pub fn retry_policy(&self) -> (u32, Duration) {
+        (self.retries, self.retry_delay)
+    }
+
     /// The endpoint host this client talks to.
     pub fn host(&self) -> &str {
         &self.host
@@ -65,11 +70,17 @@ impl RegistryClient {
     /// transient failures (transport errors, 408, 429, 5xx) with doubling delays. Returns the
     /// response of a 2xx; any other status is an [`Error::Registry`].
     pub fn get(&self, path: &str, accept: &str) -> Result<Response<Body>> {
+        self.get_from(path, accept, 0)
+    }
+
+    /// Like [`RegistryClient::get`], asking for the bytes from `offset` on (`Range`) when
+    /// `offset > 0`; the caller checks for `206 Partial Content`.
+    pub fn get_from(&self, path: &str, accept: &str, offset: u64) -> Result<Response<Body>> {
         let url = format!("{}/{path}", self.base);
         let mut delay = self.retry_delay;
         let mut attempt = 0;
         loop {
-            match self.get_once(&url, accept) {
+            match self.get_once(&url, accept, offset) {
                 Err(e) if e.is_transient() && attempt < self.retries => {
                     tracing::warn!(url = %url, error = %e, attempt, "registry request failed; retrying");
                     std::thread::sleep(delay);
@@ -81,8 +92,8 @@ impl RegistryClient {
         }
     }
 
-    fn get_once(&self, url: &str, accept: &str) -> Result<Response<Body>> {
-        let resp = self.send(url, accept)?;
+    fn get_once(&self, url: &str, accept: &str, offset: u64) -> Result<Response<Body>> {
+        let resp = self.send(url, accept, offset)?;
         if resp.status() != 401 {
             return check_status(url, resp);
         }
@@ -116,11 +127,14 @@ impl RegistryClient {
             } => self.fetch_token(&realm, service.as_deref(), scope.as_deref())?,
         };
         *self.authorization.borrow_mut() = Some(header);
-        check_status(url, self.send(url, accept)?)
+        check_status(url, self.send(url, accept, offset)?)
     }
 
-    fn send(&self, url: &str, accept: &str) -> Result<Response<Body>> {
+    fn send(&self, url: &str, accept: &str, offset: u64) -> Result<Response<Body>> {
         let mut req = self.agent.get(url).header("Accept", accept);
+        if offset > 0 {
+            req = req.header("Range", format!("bytes={offset}-"));
+        }
         if let Some(auth) = self.authorization.borrow().as_deref() {
             req = req.header("Authorization", auth);
         }

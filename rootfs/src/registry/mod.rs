@@ -45,6 +45,8 @@ impl Default for PullOptions {
 pub trait Progress {
     /// A blob download starts (`size` bytes).
     fn start(&self, _digest: &str, _size: u64) {}
+    /// The download of `digest` resumes after `offset` bytes kept from an earlier attempt.
+    fn resumed(&self, _digest: &str, _offset: u64) {}
     /// `n` more bytes of `digest` arrived.
     fn advance(&self, _digest: &str, _n: u64) {}
     /// `digest` is complete and verified, or was already present (`skipped`).

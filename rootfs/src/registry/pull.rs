@@ -9,6 +9,7 @@ use super::auth::CredentialStore;
 use super::{Progress, PullOptions, RegistryClient};
 use crate::digest;
 use crate::error::{Error, Result};
+use crate::partial::PartialBlob;
 use crate::platform;
 use crate::reference::Reference;
 use crate::store::{Image, Store};
@@ -103,6 +104,10 @@ impl Store {
     }
 
     /// Downloads one blob unless present, verifying size and digest while streaming.
+    /// Downloads one blob unless present, verifying size and digest while streaming.
+    /// Interrupted downloads (a transport error, or this process killed) resume from the
+    /// bytes already on disk with a `Range` request; a resumed blob that fails verification
+    /// is fetched once more from the start.
     fn fetch_blob(
         &self,
         client: &RegistryClient,
@@ -110,31 +115,87 @@ impl Store {
         progress: &dyn Progress,
     ) -> Result<()> {
         let d = desc.digest().to_string();
-        if self.layout.has_blob(&d, desc.size())? {
+        let size = desc.size();
+        if self.layout.has_blob(&d, size)? {
             progress.done(&d, true);
             return Ok(());
         }
-        progress.start(&d, desc.size());
-        let resp = client.get(&format!("blobs/{d}"), "*/*")?;
-        // One byte more than promised, so an oversized blob is detected rather than truncated.
-        let body = resp
-            .into_body()
-            .into_with_config()
-            .limit(desc.size() + 1)
-            .reader();
-        let mut reader = ProgressReader {
-            inner: body,
-            digest: &d,
-            progress,
-        };
-        self.layout.write_blob(
-            &mut reader,
-            Some((&d, desc.size())),
-            &format!("blob {d} from {}", client.host()),
-        )?;
+        let mut part = self.layout.partial(&d, size)?;
+        if self.layout.has_blob(&d, size)? {
+            progress.done(&d, true); // another process finished it while we waited
+            return Ok(());
+        }
+        progress.start(&d, size);
+        if !part.is_empty() {
+            progress.resumed(&d, part.len());
+        }
+        let what = format!("blob {d} from {}", client.host());
+        let (retries, mut delay) = client.retry_policy();
+        let mut attempt = 0;
+        loop {
+            let resumed = part.len();
+            match download(client, &d, size, &mut part, progress) {
+                Ok(()) => match part.commit(&self.layout, &what) {
+                    Ok(()) => break,
+                    Err(Error::DigestMismatch { .. }) if resumed > 0 => {
+                        // The kept bytes were bad, not necessarily the server: once more from 0.
+                        part = self.layout.partial(&d, size)?;
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) if e.is_transient() && attempt < retries => {
+                    tracing::warn!(blob = %d, error = %e, offset = part.len(), "blob download interrupted; resuming");
+                    std::thread::sleep(delay);
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         progress.done(&d, false);
         Ok(())
     }
+}
+
+/// One attempt: request the bytes after those already in `part` and append them.
+fn download(
+    client: &RegistryClient,
+    d: &str,
+    size: u64,
+    part: &mut PartialBlob,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let offset = part.len();
+    let resp = client.get_from(&format!("blobs/{d}"), "*/*", offset)?;
+    if offset > 0 {
+        let range_ok = resp.status() == 206
+            && resp
+                .headers()
+                .get("content-range")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with(&format!("bytes {offset}-")));
+        if !range_ok {
+            // The server sent the whole blob (or an unexpected range): start over with it.
+            part.restart()?;
+            if resp.status() == 206 {
+                drop(resp);
+                return download(client, d, size, part, progress);
+            }
+        }
+    }
+    // One byte more than promised, so an oversized blob is detected rather than truncated.
+    let remaining = size - part.len();
+    let body = resp
+        .into_body()
+        .into_with_config()
+        .limit(remaining + 1)
+        .reader();
+    let mut reader = ProgressReader {
+        inner: body,
+        digest: d,
+        progress,
+    };
+    part.append(&mut reader)
 }
 
 /// Fetches a manifest or index by tag or digest; returns a descriptor for what was received
