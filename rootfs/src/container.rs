@@ -89,6 +89,7 @@ impl Store {
         };
         // The record goes first so that the layers count as in use before anything uses them.
         self.write_record(&rec)?;
+        let layers = topmost_occurrences(layers);
         let lower = if layers.is_empty() {
             vec![self.empty_layer()?]
         } else {
@@ -255,6 +256,19 @@ fn mount_overlay_fsconfig(
     )
 }
 
+/// Keeps only the top-most occurrence of a layer that appears more than once (identical empty
+/// layers are common): overlayfs refuses the same lower directory twice (`ELOOP`), and applying
+/// a layer a second time higher up already overrides everything its first application did.
+fn topmost_occurrences(layers: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::with_capacity(layers.len());
+    for (i, layer) in layers.iter().enumerate() {
+        if !layers[i + 1..].contains(layer) {
+            out.push(layer.clone());
+        }
+    }
+    out
+}
+
 /// True if `path` is the root of a mount (its mount id differs from its parent's).
 fn is_mountpoint(path: &Path) -> bool {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -285,6 +299,21 @@ fn check_id(id: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_layers_keep_only_their_topmost_place() {
+        let p = |v: &[&str]| v.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(
+            topmost_occurrences(p(&["a", "b", "c"])),
+            p(&["a", "b", "c"])
+        );
+        assert_eq!(
+            topmost_occurrences(p(&["a", "e", "b", "e"])),
+            p(&["a", "b", "e"])
+        );
+        assert_eq!(topmost_occurrences(p(&["e", "e", "e"])), p(&["e"]));
+        assert!(topmost_occurrences(Vec::new()).is_empty());
+    }
 
     #[test]
     fn container_ids_are_single_safe_components() {

@@ -195,3 +195,75 @@ fn umoci_unpack_matches_podvisor_overlay_and_copy() {
     assert!(store.list().unwrap().is_empty());
     assert!(store.layout().blobs().unwrap().is_empty());
 }
+
+/// A copy of the test layout whose image applies layer 1 again on top: [l1, l2, l1].
+fn repeated_layer_layout(img: &TestImage, dir: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    run(Command::new("cp").arg("-a").arg(&img.layout).arg(dir));
+    let blobs = dir.join("blobs/sha256");
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let read = |d: &str| fs::read(blobs.join(&d[7..])).unwrap();
+    let mut config: serde_json::Value = serde_json::from_slice(&read(&img.config)).unwrap();
+    let first = config["rootfs"]["diff_ids"][0].clone();
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .unwrap()
+        .push(first);
+    let (cfg, cfg_size) = put(config.to_string().as_bytes());
+    let mut manifest: serde_json::Value = serde_json::from_slice(&read(&img.manifest)).unwrap();
+    manifest["config"]["digest"] = cfg.into();
+    manifest["config"]["size"] = cfg_size.into();
+    let l1 = manifest["layers"][0].clone();
+    manifest["layers"].as_array_mut().unwrap().push(l1);
+    let (m, m_size) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size,
+        "annotations": {"org.opencontainers.image.ref.name": "repeated"},
+    }]});
+    fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    m
+}
+
+#[test]
+fn a_repeated_layer_gives_the_same_tree_as_umoci() {
+    if !require_root("a_repeated_layer_gives_the_same_tree_as_umoci") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = build_image(&tmp.path().join("img"));
+    let layout = tmp.path().join("repeated");
+    let digest = repeated_layer_layout(&img, &layout);
+    let root = tmp.path().join("store");
+    let store = Store::open(&root).unwrap();
+    skopeo_copy(
+        &format!("oci:{}:repeated", layout.display()),
+        &format!(
+            "oci:{}/images:docker.io/library/busybox:repeated",
+            root.display()
+        ),
+    );
+    let bundle = tmp.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:repeated", layout.display()))
+        .arg(&bundle));
+    let want = tree(&bundle.join("rootfs"));
+    assert!(
+        want.contains_key("etc/removeme")
+            && want.contains_key("opt/old/file")
+            && want.contains_key("opt/new/file")
+    );
+    let prepared = store.prepare("busybox:repeated", "rep").unwrap();
+    assert_eq!(prepared.image.manifest_digest, digest);
+    let got = tree(&prepared.path);
+    store.remove_container("rep").unwrap();
+    assert!(
+        got == want,
+        "overlay differs from umoci:\n{}",
+        tree_diff(&got, &want)
+    );
+}
