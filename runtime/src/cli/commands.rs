@@ -170,12 +170,11 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     if detach {
         return Ok(0);
     }
-    let status = waitid(WaitId::PidFd(created.pidfd.as_fd()), WaitIdOptions::EXITED)
-        .with_context(|| format!("wait for container {}", a.id))?;
+    let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
     if !keep {
         container::delete(&cli.root, &a.id, true)?;
     }
-    Ok(exit_code(status))
+    Ok(exit.shell_code())
 }
 
 /// The process of an exec: `--process` file, or the container's own process with the
