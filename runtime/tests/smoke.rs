@@ -334,6 +334,17 @@ fn check_pause_resume_and_hooks(env: &Env) -> Result<(), String> {
     env.nothing_left(id)
 }
 
+fn check_no_pivot(env: &Env) -> Result<(), String> {
+    let id = "nopivot";
+    env.config(&with_cgroup(base_config(&["sh", "-c", "ls /"]), id));
+    let o = env.oci(&["run", "--no-pivot", id]);
+    let out = text(&o);
+    if !o.status.success() || !out.contains("bin\n") || out.contains("usr\n") {
+        return Err(format!("--no-pivot: {out}"));
+    }
+    env.nothing_left(id)
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var("PODVISOR_SKIP_PRIVILEGED").as_deref() == Ok("1") {
@@ -355,7 +366,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let checks: [(&str, Check); 6] = [
+    let checks: [(&str, Check); 7] = [
         (
             "namespaces_caps_seccomp_rlimits_cgroup_seen_from_inside",
             check_inside,
@@ -377,6 +388,7 @@ fn main() {
             "pause_resume_stats_and_hooks_with_state",
             check_pause_resume_and_hooks,
         ),
+        ("no_pivot_moves_the_rootfs_over_slash", check_no_pivot),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {
