@@ -30,7 +30,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Start { id } => {
-            container::start(root, id)?;
+            warn(&container::start(root, id)?);
             Ok(0)
         }
         Command::Run {
@@ -53,7 +53,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             match container::delete(root, id, *force) {
                 // runc: deleting a missing container with --force succeeds.
                 Err(crate::Error::NotFound(_)) if *force => Ok(0),
-                r => r.map(|()| 0).map_err(Into::into),
+                r => r.map(|w| warn(&w)).map(|()| 0).map_err(Into::into),
             }
         }
         Command::Exec(a) => exec(cli, a),
@@ -87,6 +87,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
             println!("{ev}");
             Ok(0)
         }
+    }
+}
+
+/// Print warnings (failed poststart/poststop hooks, skipped limits) on stderr.
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("podvisor-oci: warning: {w}");
     }
 }
 
@@ -125,12 +132,20 @@ fn write_pid_file(path: Option<&PathBuf>, pid: i32) -> Result<()> {
 
 fn create(cli: &Cli, a: &CreateArgs) -> Result<container::Created> {
     let console = connect_console(a.console_socket.as_ref())?;
+    create_with_console(cli, a, console.as_ref().map(|c| c.as_fd()))
+}
+
+fn create_with_console(
+    cli: &Cli,
+    a: &CreateArgs,
+    console: Option<BorrowedFd<'_>>,
+) -> Result<container::Created> {
     let opts = CreateOptions {
         root: cli.root.clone(),
         id: a.id.clone(),
         bundle: a.bundle.clone(),
         stdio: stdio(),
-        console_socket: console.as_ref().map(|c| c.as_fd()),
+        console_socket: console,
         preserve_fds: preserved(a.preserve_fds),
         no_pivot: a.no_pivot,
         cgroup_limits: match cli.cgroup_limits {
@@ -139,9 +154,7 @@ fn create(cli: &Cli, a: &CreateArgs) -> Result<container::Created> {
         },
     };
     let created = container::create(&opts)?;
-    for w in &created.warnings {
-        eprintln!("podvisor-oci: warning: {w}");
-    }
+    warn(&created.warnings);
     if let Err(e) = write_pid_file(a.pid_file.as_ref(), created.pid) {
         let _ = container::delete(&cli.root, &a.id, true);
         return Err(e);
@@ -158,9 +171,22 @@ fn exit_code(status: Option<WaitIdStatus>) -> i32 {
     }
 }
 
+/// Whether the bundle's process asks for a terminal.
+fn wants_terminal(bundle: &Path) -> bool {
+    std::fs::read_to_string(bundle.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
+}
+
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+    if !detach && a.console_socket.is_none() && wants_terminal(&a.bundle) {
+        return run_with_own_terminal(cli, a, keep);
+    }
     let created = create(cli, a)?;
     let started = container::start(&cli.root, &a.id)
+        .map(|w| warn(&w))
         .map_err(anyhow::Error::from)
         .and_then(|()| container::wait_exec(&a.id, created.watch.as_fd()).map_err(Into::into));
     if let Err(e) = started {
@@ -170,12 +196,73 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     if detach {
         return Ok(0);
     }
-    let status = waitid(WaitId::PidFd(created.pidfd.as_fd()), WaitIdOptions::EXITED)
-        .with_context(|| format!("wait for container {}", a.id))?;
+    forward_signals_until_exit(created.pidfd.as_fd())?;
+    let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
     if !keep {
-        container::delete(&cli.root, &a.id, true)?;
+        warn(&container::delete(&cli.root, &a.id, true)?);
     }
-    Ok(exit_code(status))
+    Ok(exit.shell_code())
+}
+
+/// Foreground `run` of a terminal container without a console socket: proxy the pty to
+/// our own terminal, as runc does.
+fn run_with_own_terminal(cli: &Cli, a: &CreateArgs, keep: bool) -> Result<i32> {
+    let (ours, theirs) = super::console::socket_pair()?;
+    let created = create_with_console(cli, a, Some(theirs.as_fd()))?;
+    drop(theirs);
+    let result = super::console::receive_master(&ours).and_then(|master| {
+        container::start(&cli.root, &a.id).map(|w| warn(&w))?;
+        container::wait_exec(&a.id, created.watch.as_fd())?;
+        super::console::proxy(&master, created.pidfd.as_fd(), &FORWARDED)
+    });
+    if let Err(e) = result {
+        let _ = container::delete(&cli.root, &a.id, true);
+        return Err(e);
+    }
+    let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
+    if !keep {
+        warn(&container::delete(&cli.root, &a.id, true)?);
+    }
+    Ok(exit.shell_code())
+}
+
+/// Signals a foreground `run` passes on to the container's init, as runc does.
+const FORWARDED: [i32; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// Wait in poll(2) for the process behind `pidfd` to exit, forwarding [`FORWARDED`]
+/// signals received meanwhile (read from a signalfd, so no handler runs).
+fn forward_signals_until_exit(pidfd: BorrowedFd<'_>) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let sfd = crate::sys::block_into_signalfd(&FORWARDED).context("signalfd")?;
+    loop {
+        let mut fds = [
+            PollFd::new(&pidfd, PollFlags::IN),
+            PollFd::new(&sfd, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        if !fds[0].revents().is_empty() {
+            return Ok(());
+        }
+        if !fds[1].revents().is_empty() {
+            // struct signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
+            let mut info = [0u8; 128];
+            if rustix::io::read(&sfd, &mut info).is_ok_and(|n| n == 128) {
+                let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
+                let _ = crate::sys::pidfd_kill(pidfd, signo);
+            }
+        }
+    }
 }
 
 /// The process of an exec: `--process` file, or the container's own process with the
@@ -256,6 +343,7 @@ fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
+    forward_signals_until_exit(spawned.pidfd.as_fd())?;
     let status = waitid(WaitId::PidFd(spawned.pidfd.as_fd()), WaitIdOptions::EXITED)
         .with_context(|| format!("wait for exec in {}", a.id))?;
     Ok(exit_code(status))

@@ -80,22 +80,37 @@ fn comps(p: &str) -> VecDeque<String> {
         .collect()
 }
 
-/// Perform the rootfs plan; `create_container_hooks` runs after the mounts, before
-/// `pivot_root` (OCI: in the container namespace, runtime paths still visible).
+/// Assemble the rootfs up to `pivot_root`; `create_container_hooks` runs after the mounts,
+/// before `pivot_root` (OCI: in the container namespace, runtime paths still visible).
 pub(super) fn prepare(p: &RootfsPlan, create_container_hooks: impl FnOnce(()) -> Step) -> Step {
     set_root_propagation(p.propagation)?;
     bind_rootfs(&p.root)?;
     for m in &p.mounts {
-        mount_one(&p.root, m)?;
+        if m.fstype == "cgroup2" && !p.cgroupns {
+            bind_own_cgroup(&p.root, m)?;
+        } else {
+            mount_one(&p.root, m)?;
+        }
     }
     create_devices(&p.root, &p.devices, p.bind_devices)?;
     create_dev_links(&p.root)?;
     create_container_hooks(())?;
     if p.pivot {
-        pivot_root(&p.root)?;
+        match pivot_root(&p.root) {
+            // pivot_root(2) cannot move the initial ramfs/tmpfs root (EINVAL): a podvisor
+            // running from an initramfs falls back to MS_MOVE + chroot, as --no-pivot asks.
+            Err(e) if e.errno == Some(libc::EINVAL) && root_is_initramfs() => move_root(&p.root)?,
+            r => r?,
+        }
     } else {
         move_root(&p.root)?;
     }
+    Ok(())
+}
+
+/// After hostname and sysctl (which write under `/proc/sys`): masked and read-only paths,
+/// the read-only root and the final propagation (runc's order).
+pub(super) fn finalize(p: &RootfsPlan) -> Step {
     for path in &p.masked_paths {
         mask_path(path)?;
     }
@@ -204,6 +219,38 @@ fn mount_one(root: &Path, m: &MountPlan) -> Step {
             *prop,
             None,
         )?;
+    }
+    Ok(())
+}
+
+/// Without a cgroup namespace, bind the init's own cgroup directory (it was cloned into
+/// it) at the cgroup2 mount's destination, with the mount's flags.
+fn bind_own_cgroup(root: &Path, m: &MountPlan) -> Step {
+    let step = || format!("bind own cgroup at {}", m.destination);
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| StepError::io(step(), &e))?;
+    let mount = crate::cgroup::find_mount(&mountinfo)
+        .ok_or_else(|| StepError::other(step(), "no cgroup2 mount in /proc/self/mountinfo"))?;
+    let own =
+        std::fs::read_to_string("/proc/self/cgroup").map_err(|e| StepError::io(step(), &e))?;
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| StepError::other(step(), "no cgroup v2 line in /proc/self/cgroup"))?;
+    let src = mount.join(rel.trim_start_matches('/'));
+    let target = resolve_in_root(root, &m.destination);
+    create_mountpoint(&target, true).map_err(|e| StepError::io(step(), &e))?;
+    sys_mount(
+        step,
+        Some(&src),
+        &target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    let flags = m.options.flags & REMOUNT_FLAGS;
+    if flags != 0 {
+        remount_bind(&target, flags, &step())?;
     }
     Ok(())
 }
@@ -360,6 +407,16 @@ fn pivot_root(root: &Path) -> Step {
     rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
         .map_err(|e| StepError::io("detach old root", &errno(e)))?;
     std::env::set_current_dir("/").map_err(|e| StepError::io("chdir / after pivot_root", &e))
+}
+
+/// Whether `/` is a ramfs or tmpfs, as the initial root of an initramfs boot is.
+fn root_is_initramfs() -> bool {
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    rustix::fs::statfs("/").is_ok_and(|s| {
+        let t = s.f_type as u64;
+        t == RAMFS_MAGIC || t == TMPFS_MAGIC
+    })
 }
 
 /// The fallback for an initramfs root, where pivot_root(2) returns EINVAL: move the rootfs
