@@ -3,3 +3,8 @@
 //! The binary (`main.rs`) is a thin command-line front end over these modules, so the
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
+
+pub mod manifest;
+pub mod pod;
+pub mod render;
+pub mod translate;

@@ -16,12 +16,15 @@ struct Cli {
 enum Command {
     /// Print podvisor's version.
     Version,
+    /// Show what podvisor would run for a manifest (defaulted pod, UID, QoS, OCI specs), with no side effects.
+    Render(podvisor::render::RenderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
+        Command::Render(args) => print!("{}", podvisor::render::render(&args)?),
     }
     Ok(())
 }

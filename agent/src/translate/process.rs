@@ -1,0 +1,373 @@
+//! The container process: argv from image Entrypoint/Cmd and the container's command/args,
+//! the environment (image env, then the container's, with `fieldRef` values and `$(VAR)`
+//! expansion), the working directory, and the user (runAsUser/runAsGroup, supplemental
+//! groups, or the image's `User`, resolved against the image's /etc/passwd and /etc/group).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::expand::expand;
+use super::{PodContext, TranslateError};
+
+/// The image's runtime defaults (the `config` object of an OCI image configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageDefaults {
+    /// `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// `Cmd`.
+    pub cmd: Vec<String>,
+    /// `Env` (`NAME=value`).
+    pub env: Vec<String>,
+    /// `WorkingDir`.
+    pub working_dir: String,
+    /// `User` (`uid`, `name`, `uid:gid`, `name:group`...).
+    pub user: String,
+}
+
+impl ImageDefaults {
+    /// Reads the defaults out of an OCI image configuration.
+    pub fn from_image(config: &oci_spec::image::ImageConfiguration) -> Self {
+        let Some(c) = config.config() else {
+            return ImageDefaults::default();
+        };
+        ImageDefaults {
+            entrypoint: c.entrypoint().clone().unwrap_or_default(),
+            cmd: c.cmd().clone().unwrap_or_default(),
+            env: c.env().clone().unwrap_or_default(),
+            working_dir: c.working_dir().clone().unwrap_or_default(),
+            user: c.user().clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// The value of a `fieldRef` for this pod (`metadata.name`, `status.podIP`, ...).
+pub fn field_value(pod: &Pod, ctx: &PodContext, path: &str) -> Option<String> {
+    let m = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let quoted_key = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix("']"))
+            .map(str::to_owned)
+    };
+    Some(match path {
+        "metadata.name" => m.name.clone().unwrap_or_default(),
+        "metadata.namespace" => m.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => m.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.hostIP" | "status.hostIPs" => ctx.host_ip.clone(),
+        "status.podIP" | "status.podIPs" => ctx.pod_ip.clone(),
+        _ => {
+            if let Some(k) = quoted_key("metadata.labels['") {
+                return Some(
+                    m.labels
+                        .as_ref()
+                        .and_then(|l| l.get(&k))
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            if let Some(k) = quoted_key("metadata.annotations['") {
+                return Some(
+                    m.annotations
+                        .as_ref()
+                        .and_then(|l| l.get(&k))
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+            }
+            return None;
+        }
+    })
+}
+
+/// The container's own environment as the kubelet computes it: each value expanded with
+/// the variables defined before it, `fieldRef`s resolved. Ordered as written.
+pub fn container_env(
+    pod: &Pod,
+    c: &Container,
+    ctx: &PodContext,
+) -> Result<Vec<(String, String)>, TranslateError> {
+    let mut defined: BTreeMap<String, String> = BTreeMap::new();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in c.env.iter().flatten() {
+        let value = if let Some(f) = e.value_from.as_ref().and_then(|v| v.field_ref.as_ref()) {
+            field_value(pod, ctx, &f.field_path).ok_or_else(|| TranslateError::Unsupported {
+                container: c.name.clone(),
+                field: format!("env {} fieldRef {}", e.name, f.field_path),
+            })?
+        } else {
+            let raw = e.value.clone().unwrap_or_default();
+            expand(&raw, &|n| defined.get(n).cloned())
+        };
+        defined.insert(e.name.clone(), value.clone());
+        match out.iter_mut().find(|(n, _)| *n == e.name) {
+            Some(slot) => slot.1 = value,
+            None => out.push((e.name.clone(), value)),
+        }
+    }
+    Ok(out)
+}
+
+/// The full process environment: image env, then `HOSTNAME`, then the container's env,
+/// a later definition of a name replacing an earlier one in place (containerd's `WithEnv`).
+pub fn process_env(
+    image: &ImageDefaults,
+    hostname: &str,
+    container: &[(String, String)],
+) -> Vec<String> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match out.iter_mut().find(|(n, _)| n == k) {
+        Some(slot) => slot.1 = v.to_owned(),
+        None => out.push((k.to_owned(), v.to_owned())),
+    };
+    for kv in &image.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        set(k, v);
+    }
+    if !image.env.iter().any(|kv| kv.starts_with("PATH=")) {
+        set(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
+    if !hostname.is_empty() {
+        set("HOSTNAME", hostname);
+    }
+    for (k, v) in container {
+        set(k, v);
+    }
+    out.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// argv: `command` replaces Entrypoint (and drops Cmd), `args` replaces Cmd, both expanded
+/// with the container env (Kubernetes' rules, as in the Pod API reference).
+pub fn argv(
+    c: &Container,
+    image: &ImageDefaults,
+    env: &[(String, String)],
+) -> Result<Vec<String>, TranslateError> {
+    let lookup = |n: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    let ex = |v: &Vec<String>| v.iter().map(|s| expand(s, &lookup)).collect::<Vec<_>>();
+    let out = match (&c.command, &c.args) {
+        (Some(cmd), Some(args)) => [ex(cmd), ex(args)].concat(),
+        (Some(cmd), None) => ex(cmd),
+        (None, Some(args)) => [image.entrypoint.clone(), ex(args)].concat(),
+        (None, None) => [image.entrypoint.clone(), image.cmd.clone()].concat(),
+    };
+    if out.is_empty() {
+        return Err(TranslateError::NoCommand {
+            container: c.name.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// The resolved process user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// uid.
+    pub uid: u32,
+    /// gid.
+    pub gid: u32,
+    /// Additional gids: the user's groups from the image's /etc/group, then supplementalGroups.
+    pub additional_gids: Vec<u32>,
+}
+
+fn passwd_lookup(passwd: &str, key: &str) -> Option<(String, u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 4 {
+            return None;
+        }
+        let uid: u32 = f[2].parse().ok()?;
+        let gid: u32 = f[3].parse().ok()?;
+        (f[0] == key || f[2] == key).then(|| (f[0].to_owned(), uid, gid))
+    })
+}
+
+fn group_lookup(group: &str, key: &str) -> Option<u32> {
+    group.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 3 {
+            return None;
+        }
+        (f[0] == key).then(|| f[2].parse().ok()).flatten()
+    })
+}
+
+fn groups_of(group: &str, user: &str) -> Vec<u32> {
+    group
+        .lines()
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4 && f[3].split(',').any(|m| m == user))
+                .then(|| f[2].parse().ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Resolves the user: `runAsUser`/`runAsGroup` (container over pod) win over the image's
+/// `User`; names are looked up in the image's /etc/passwd and /etc/group. Checks `runAsNonRoot`.
+#[allow(clippy::too_many_arguments)]
+pub fn resolve_user(
+    container: &str,
+    image_user: &str,
+    run_as_user: Option<i64>,
+    run_as_group: Option<i64>,
+    run_as_non_root: bool,
+    supplemental: &[i64],
+    passwd: &str,
+    group: &str,
+) -> Result<ResolvedUser, TranslateError> {
+    let bad = |why: String| TranslateError::User {
+        container: container.to_owned(),
+        message: why,
+    };
+    let to_u32 = |v: i64, what: &str| {
+        u32::try_from(v).map_err(|_| bad(format!("{what} {v} is out of range")))
+    };
+    let (user_part, group_part) = match image_user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (image_user, None),
+    };
+    let (name, mut uid, mut gid) = match run_as_user {
+        Some(u) => {
+            let uid = to_u32(u, "runAsUser")?;
+            match passwd_lookup(passwd, &uid.to_string()) {
+                Some((n, _, g)) => (Some(n), uid, g),
+                None => (None, uid, 0),
+            }
+        }
+        None if user_part.is_empty() => match passwd_lookup(passwd, "0") {
+            Some((n, _, g)) => (Some(n), 0, g),
+            None => (None, 0, 0),
+        },
+        None => match (user_part.parse::<u32>(), passwd_lookup(passwd, user_part)) {
+            (_, Some((n, u, g))) => (Some(n), u, g),
+            (Ok(u), None) => (None, u, 0),
+            (Err(_), None) => {
+                return Err(bad(format!(
+                    "image user {user_part:?} is not in the image's /etc/passwd"
+                )));
+            }
+        },
+    };
+    if run_as_user.is_none() {
+        if let Some(g) = group_part.filter(|g| !g.is_empty()) {
+            gid = match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => group_lookup(group, g).ok_or_else(|| {
+                    bad(format!(
+                        "image group {g:?} is not in the image's /etc/group"
+                    ))
+                })?,
+            };
+        }
+    }
+    if let Some(g) = run_as_group {
+        gid = to_u32(g, "runAsGroup")?;
+    }
+    if run_as_non_root {
+        if run_as_user.is_none() && !user_part.is_empty() && user_part.parse::<u32>().is_err() {
+            return Err(bad(format!(
+                "runAsNonRoot is set and the image user {user_part:?} is not numeric, so it cannot be verified"
+            )));
+        }
+        if uid == 0 {
+            return Err(bad(
+                "runAsNonRoot is set and the container would run as root (uid 0)".to_owned(),
+            ));
+        }
+    }
+    let mut additional: Vec<u32> = Vec::new();
+    if let Some(n) = name.as_deref() {
+        additional.extend(groups_of(group, n));
+    }
+    for g in supplemental {
+        additional.push(to_u32(*g, "supplementalGroups")?);
+    }
+    additional.retain(|g| *g != gid);
+    let mut seen = std::collections::BTreeSet::new();
+    additional.retain(|g| seen.insert(*g));
+    uid = uid.min(u32::MAX - 1);
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids: additional,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\netcd:x:1000:1001::/:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nnogroup:x:65534:\netcd:x:1001:\nwheel:x:10:etcd,root\n";
+
+    #[test]
+    fn user_resolution_table() {
+        let r = |img: &str, ru: Option<i64>, rg: Option<i64>, nonroot: bool, sup: &[i64]| {
+            resolve_user("c", img, ru, rg, nonroot, sup, PASSWD, GROUP)
+                .map(|u| (u.uid, u.gid, u.additional_gids))
+        };
+        assert_eq!(r("", None, None, false, &[]), Ok((0, 0, vec![10])));
+        assert_eq!(
+            r("etcd", None, None, false, &[]),
+            Ok((1000, 1001, vec![10]))
+        );
+        assert_eq!(
+            r("1000", None, None, false, &[]),
+            Ok((1000, 1001, vec![10]))
+        );
+        assert_eq!(
+            r("4242:4343", None, None, false, &[]),
+            Ok((4242, 4343, vec![]))
+        );
+        assert_eq!(
+            r("nobody:etcd", None, None, false, &[]),
+            Ok((65534, 1001, vec![]))
+        );
+        assert_eq!(
+            r("etcd", Some(2000), Some(3000), false, &[5, 3000]),
+            Ok((2000, 3000, vec![5]))
+        );
+        assert!(r("missing", None, None, false, &[]).is_err());
+        assert!(
+            r("", None, None, true, &[]).is_err(),
+            "root with runAsNonRoot"
+        );
+        assert!(
+            r("etcd", None, None, true, &[]).is_err(),
+            "non-numeric image user cannot be verified"
+        );
+        assert_eq!(r("1000", None, None, true, &[]), Ok((1000, 1001, vec![10])));
+        assert_eq!(
+            r("", Some(1000), None, true, &[]),
+            Ok((1000, 1001, vec![10]))
+        );
+    }
+
+    #[test]
+    fn env_merge_replaces_in_place() {
+        let image = ImageDefaults {
+            env: vec!["PATH=/bin".into(), "A=1".into(), "B=2".into()],
+            ..Default::default()
+        };
+        let env = process_env(
+            &image,
+            "h",
+            &[("B".into(), "x".into()), ("C".into(), "3".into())],
+        );
+        assert_eq!(env, vec!["PATH=/bin", "A=1", "B=x", "HOSTNAME=h", "C=3"]);
+    }
+}
