@@ -3,7 +3,6 @@
 //! volumes it would prepare, and warnings — or the errors, naming the file and field.
 //! Images are not resolved, so image Entrypoint/Cmd/Env/User are not merged in.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -38,6 +37,9 @@ pub struct RenderArgs {
     /// Node taints, `key[=value]:Effect,...`.
     #[arg(long, default_value = "")]
     pub node_taints: String,
+    /// The node's IP (the pod IP of hostNetwork pods, `status.hostIP`).
+    #[arg(long, default_value = "")]
+    pub node_ip: String,
     /// Root directory of pod state, to show the paths that would be used.
     #[arg(long, default_value = "/var/lib/podvisor")]
     pub root: PathBuf,
@@ -70,6 +72,14 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
     let mut ctx = PodContext::new(args.root.join("pods").join(&pod.uid));
     ctx.seccomp_profile_root = args.seccomp_profile_root.clone();
     ctx.node_hostname = node_name.clone();
+    ctx.set_node_ip(
+        &args.node_ip,
+        pod.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false),
+    );
     let read_file = |p: &std::path::Path| std::fs::read(p);
     let spec = pod.pod.spec.clone().unwrap_or_default();
     let mut containers = Vec::new();
@@ -114,19 +124,4 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
         Format::Json => Ok(serde_json::to_string_pretty(&doc)? + "\n"),
         Format::Yaml => Ok(serde_saphyr::to_string(&doc)?),
     }
-}
-
-/// Renders several files into a map, for tests and tools.
-pub fn render_many(
-    args: &RenderArgs,
-    files: &[PathBuf],
-) -> BTreeMap<PathBuf, anyhow::Result<String>> {
-    files
-        .iter()
-        .map(|f| {
-            let mut a = args.clone();
-            a.file = f.clone();
-            (f.clone(), render(&a))
-        })
-        .collect()
 }

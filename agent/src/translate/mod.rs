@@ -120,6 +120,14 @@ pub struct PodContext {
 }
 
 impl PodContext {
+    /// Sets the node IP; with hostNetwork it is also the pod IP.
+    pub fn set_node_ip(&mut self, ip: &str, host_network: bool) {
+        self.host_ip = ip.to_owned();
+        if host_network {
+            self.pod_ip = ip.to_owned();
+        }
+    }
+
     /// A context for a pod directory with everything else empty or default.
     pub fn new(pod_dir: impl Into<PathBuf>) -> Self {
         PodContext {
