@@ -288,7 +288,8 @@ fn run<F: FnMut(&DesiredSet)>(
     stop: Arc<AtomicBool>,
     mut sink: F,
 ) {
-    let (dir, only) = watch_target(&config.path);
+    let path = config.path.clone();
+    let (mut dir, mut only) = watch_target(&path);
     let debounce = config.debounce;
     let rescan_interval = config.rescan_interval;
     let mut reloader = Reloader::new(config);
@@ -299,6 +300,7 @@ fn run<F: FnMut(&DesiredSet)>(
     let mut buffer = vec![0u8; 64 * 1024];
     while !stop.load(Ordering::SeqCst) {
         if wd.is_none() {
+            (dir, only) = watch_target(&path);
             if let Ok(w) = inotify.watches().add(&dir, mask()) {
                 wd = Some(w);
                 next_full = Instant::now(); // it (re)appeared: rescan now
@@ -389,4 +391,74 @@ fn wait_readable(inotify: &Inotify, timeout: Duration) {
     let mut fds = [PollFd::new(&fd, PollFlags::IN)];
     // EINTR or any other failure just means we look again a little early.
     let _ = poll(&mut fds, Some(&ts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn pod(image: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: {image}\n"
+        )
+    }
+
+    #[test]
+    fn rescan_without_events_notices_changed_files_and_settling_files_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("p.yaml");
+        std::fs::write(&f, pod("busybox:1")).expect("write");
+        let mut r = Reloader::new(WatchConfig::new(
+            dir.path(),
+            NodeInfo::new("n", BTreeMap::new(), vec![]),
+        ));
+        let none = HashSet::new();
+        let uid1 = r
+            .rescan(&none, &none)
+            .pods
+            .get(&f)
+            .expect("pod")
+            .uid
+            .clone();
+        // an edit with no event (as after IN_Q_OVERFLOW): the stamp changed, so it is re-read
+        std::fs::write(&f, pod("busybox:22")).expect("edit");
+        let uid2 = r
+            .rescan(&none, &none)
+            .pods
+            .get(&f)
+            .expect("pod")
+            .uid
+            .clone();
+        assert_ne!(uid1, uid2);
+        // while a file is settling (events still arriving) its last outcome is kept
+        std::fs::write(&f, pod("busybox:333")).expect("edit");
+        let settling: HashSet<PathBuf> = [f.clone()].into();
+        assert_eq!(
+            r.rescan(&settling, &none)
+                .pods
+                .get(&f)
+                .map(|p| p.uid.clone()),
+            Some(uid2.clone())
+        );
+        let uid3 = r
+            .rescan(&none, &settling)
+            .pods
+            .get(&f)
+            .expect("pod")
+            .uid
+            .clone();
+        assert_ne!(uid3, uid2);
+        // config.seen stays the same for an unchanged UID across re-reads
+        let seen = |r: &Reloader| {
+            r.desired()
+                .pods
+                .get(&f)
+                .and_then(|p| p.pod.metadata.annotations.clone())
+                .and_then(|a| a.get(identity::CONFIG_SEEN).cloned())
+        };
+        let before = seen(&r);
+        let _ = r.rescan(&none, &settling);
+        assert_eq!(seen(&r), before);
+    }
 }

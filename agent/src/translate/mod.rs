@@ -197,6 +197,15 @@ pub fn pod_files(
     }
 }
 
+/// The host file bind-mounted at the container's `terminationMessagePath` (the agent
+/// creates it empty before the container starts and reads it after it exits).
+pub fn termination_log_path(ctx: &PodContext, container: &str) -> PathBuf {
+    ctx.pod_dir
+        .join("containers")
+        .join(container)
+        .join("termination-log")
+}
+
 /// The container's cgroup: `<parent>/pods/<qos>/pod<uid>/<container>`.
 pub fn container_cgroup(pod: &StaticPod, ctx: &PodContext, container: &str) -> String {
     format!(
