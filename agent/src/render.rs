@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::Context as _;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::manifest::source;
 use crate::pod::select::{NodeInfo, parse_labels, parse_taints};
@@ -106,10 +106,7 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
         let oci = translate::container_spec(&pod, c, &input, &ctx)?;
         containers.push(json!({"name": c.name, "init": init, "spec": oci}));
     }
-    let volumes: Vec<Value> = translate::volumes::plan_volumes(&pod.pod, &ctx)?
-        .iter()
-        .map(|v| json!({"name": v.name(), "plan": format!("{v:?}")}))
-        .collect();
+    let volumes = translate::volumes::plan_volumes(&pod.pod, &ctx)?;
     let doc = json!({
         "file": path,
         "node": node_name,

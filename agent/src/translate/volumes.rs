@@ -14,7 +14,7 @@ use super::{PodContext, TranslateError};
 use crate::pod::quantity::Quantity;
 
 /// What a hostPath `type` asks of the host path before the pod starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum HostPathType {
     /// `""`: no check.
     Unset,
@@ -51,7 +51,8 @@ impl HostPathType {
 }
 
 /// One volume, as it exists on the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum VolumePlan {
     /// A host path, checked or created per its type.
     HostPath {
