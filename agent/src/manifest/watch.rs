@@ -229,6 +229,17 @@ impl Watcher {
         })
     }
 
+    /// Starts watching and returns the desired sets on a channel (first scan, then each change).
+    pub fn spawn_channel(
+        config: WatchConfig,
+    ) -> io::Result<(Watcher, std::sync::mpsc::Receiver<DesiredSet>)> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = Watcher::spawn(config, move |set: &DesiredSet| {
+            let _ = tx.send(set.clone());
+        })?;
+        Ok((w, rx))
+    }
+
     /// Stops the thread and waits for it.
     pub fn stop(mut self) {
         self.shutdown();

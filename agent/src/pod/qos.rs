@@ -116,3 +116,87 @@ pub fn oom_score_adj(pod: &Pod, container: &Container, memory_capacity: i64) -> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(resources: &[&str], critical: bool) -> Pod {
+        let mut text = String::from("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n");
+        if critical {
+            text.push_str("  priorityClassName: system-node-critical\n");
+        }
+        text.push_str("  containers:\n");
+        for (i, r) in resources.iter().enumerate() {
+            text.push_str(&format!(
+                "  - name: c{i}\n    image: i\n    resources: {r}\n"
+            ));
+        }
+        let mut p = crate::manifest::decode(std::path::Path::new("/q.yaml"), text.as_bytes())
+            .expect("decodes")
+            .pod;
+        crate::pod::defaults::apply_defaults(&mut p);
+        p
+    }
+
+    #[test]
+    fn qos_class_table() {
+        let table: &[(&[&str], QosClass)] = &[
+            (&["{}"], QosClass::BestEffort),
+            (&["{}", "{}"], QosClass::BestEffort),
+            (&["{limits: {cpu: 1, memory: 1Gi}}"], QosClass::Guaranteed),
+            (
+                &["{limits: {cpu: 1, memory: 1Gi}, requests: {cpu: 1000m, memory: 1Gi}}"],
+                QosClass::Guaranteed,
+            ),
+            (
+                &["{limits: {cpu: 1, memory: 1Gi}, requests: {cpu: 500m}}"],
+                QosClass::Burstable,
+            ),
+            (&["{limits: {cpu: 1}}"], QosClass::Burstable),
+            (&["{requests: {memory: 1Gi}}"], QosClass::Burstable),
+            (
+                &["{limits: {cpu: 1, memory: 1Gi}}", "{}"],
+                QosClass::Burstable,
+            ),
+        ];
+        for (res, want) in table {
+            assert_eq!(pod_qos(&pod(res, false)), *want, "{res:?}");
+        }
+    }
+
+    #[test]
+    fn oom_score_adj_table() {
+        let gib = 1i64 << 30;
+        let cap = 4 * gib;
+        let adj = |res: &str, critical: bool| {
+            let p = pod(&[res], critical);
+            let c = p
+                .spec
+                .as_ref()
+                .map(|s| s.containers[0].clone())
+                .expect("container");
+            oom_score_adj(&p, &c, cap)
+        };
+        assert_eq!(adj("{}", false), 1000);
+        assert_eq!(adj("{limits: {cpu: 1, memory: 1Gi}}", false), -997);
+        assert_eq!(adj("{requests: {memory: 1Gi}}", false), 750);
+        assert_eq!(
+            adj("{requests: {memory: 1Ki}}", false),
+            999,
+            "never equal to BestEffort"
+        );
+        assert_eq!(
+            adj("{requests: {memory: 8Gi}}", false),
+            3,
+            "never below Guaranteed + 1000"
+        );
+        assert_eq!(adj("{requests: {cpu: 100m}}", false), 999);
+        assert_eq!(
+            adj("{requests: {memory: 1Gi}}", true),
+            -997,
+            "node-critical static pods"
+        );
+        assert_eq!(adj("{}", true), -997);
+    }
+}

@@ -51,6 +51,36 @@ impl NodeInfo {
     }
 }
 
+impl NodeInfo {
+    /// Reads a node config file (YAML or JSON): `{name: .., labels: {k: v}, taints: [{key, value, effect}]}`.
+    /// `name` in the file is optional; `node_name` wins when the file has none.
+    pub fn from_file(path: &std::path::Path, node_name: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("read node config {}: {e}", path.display()))?;
+        let file: NodeInfo = serde_saphyr::from_str(&text)
+            .map_err(|e| format!("parse node config {}: {e}", path.display()))?;
+        let name = if file.name.is_empty() {
+            node_name.to_owned()
+        } else {
+            file.name.clone()
+        };
+        for t in &file.taints {
+            if !matches!(
+                t.effect.as_str(),
+                "NoSchedule" | "PreferNoSchedule" | "NoExecute"
+            ) {
+                return Err(format!(
+                    "node config {}: taint {}: bad effect {:?}",
+                    path.display(),
+                    t.key,
+                    t.effect
+                ));
+            }
+        }
+        Ok(NodeInfo::new(&name, file.labels, file.taints))
+    }
+}
+
 fn go_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "amd64",
@@ -304,6 +334,27 @@ mod tests {
             node_matches(&pod(&empty_term), &n).is_err(),
             "an empty term matches nothing"
         );
+    }
+
+    #[test]
+    fn node_config_file_gives_labels_and_taints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("node.yaml");
+        std::fs::write(
+            &f,
+            "labels:\n  zone: a\ntaints:\n- {key: dedicated, value: infra, effect: NoSchedule}\n",
+        )
+        .expect("write");
+        let n = NodeInfo::from_file(&f, "w1").expect("node config");
+        assert_eq!(n.name, "w1");
+        assert_eq!(n.labels.get("zone").map(String::as_str), Some("a"));
+        assert_eq!(
+            n.labels.get("kubernetes.io/hostname").map(String::as_str),
+            Some("w1")
+        );
+        assert_eq!(n.taints.len(), 1);
+        std::fs::write(&f, "taints:\n- {key: k, effect: Sometimes}\n").expect("write");
+        assert!(NodeInfo::from_file(&f, "w1").is_err());
     }
 
     #[test]

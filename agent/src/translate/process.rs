@@ -358,6 +358,52 @@ mod tests {
     }
 
     #[test]
+    fn image_defaults_come_from_the_oci_image_config() {
+        let json = r#"{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/usr/local/bin/etcd"],"Cmd":["--help"],"Env":["PATH=/usr/local/bin"],"WorkingDir":"/data","User":"65532:65532"},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let cfg: oci_spec::image::ImageConfiguration =
+            serde_json::from_str(json).expect("image config");
+        let d = ImageDefaults::from_image(&cfg);
+        assert_eq!(d.entrypoint, vec!["/usr/local/bin/etcd"]);
+        assert_eq!(d.cmd, vec!["--help"]);
+        assert_eq!(d.working_dir, "/data");
+        assert_eq!(d.user, "65532:65532");
+        assert_eq!(d.env, vec!["PATH=/usr/local/bin"]);
+    }
+
+    #[test]
+    fn argv_follows_kubernetes_command_and_args_rules() {
+        let image = ImageDefaults {
+            entrypoint: vec!["/ep".into()],
+            cmd: vec!["cmd".into()],
+            ..Default::default()
+        };
+        let mk = |command: Option<Vec<&str>>, args: Option<Vec<&str>>| Container {
+            name: "c".into(),
+            command: command.map(|v| v.into_iter().map(String::from).collect()),
+            args: args.map(|v| v.into_iter().map(String::from).collect()),
+            ..Default::default()
+        };
+        let env = vec![("X".to_owned(), "1".to_owned())];
+        assert_eq!(
+            argv(&mk(None, None), &image, &env),
+            Ok(vec!["/ep".into(), "cmd".into()])
+        );
+        assert_eq!(
+            argv(&mk(Some(vec!["/bin/x"]), None), &image, &env),
+            Ok(vec!["/bin/x".into()])
+        );
+        assert_eq!(
+            argv(&mk(None, Some(vec!["a=$(X)"])), &image, &env),
+            Ok(vec!["/ep".into(), "a=1".into()])
+        );
+        assert_eq!(
+            argv(&mk(Some(vec!["/x"]), Some(vec!["$(X)"])), &image, &env),
+            Ok(vec!["/x".into(), "1".into()])
+        );
+        assert!(argv(&mk(None, None), &ImageDefaults::default(), &env).is_err());
+    }
+
+    #[test]
     fn env_merge_replaces_in_place() {
         let image = ImageDefaults {
             env: vec!["PATH=/bin".into(), "A=1".into(), "B=2".into()],

@@ -103,6 +103,21 @@ impl VolumePlan {
         }
     }
 
+    /// The tmpfs mount data for a `medium: Memory` emptyDir (`mode=1777[,size=N]`), else None.
+    pub fn tmpfs_data(&self) -> Option<String> {
+        match self {
+            VolumePlan::EmptyDir {
+                memory: true,
+                size_limit,
+                ..
+            } => Some(match size_limit {
+                Some(n) if *n > 0 => format!("mode=1777,size={n}"),
+                _ => "mode=1777".to_owned(),
+            }),
+            _ => None,
+        }
+    }
+
     /// True when containers must see the volume read-only whatever the mount says.
     pub fn always_read_only(&self) -> bool {
         matches!(self, VolumePlan::DownwardApi { .. })
