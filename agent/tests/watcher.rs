@@ -33,6 +33,7 @@ fn uid(path: &Path, text: &str) -> String {
 struct Harness {
     rx: Receiver<DesiredSet>,
     last: Option<DesiredSet>,
+    history: Vec<DesiredSet>,
     sends: usize,
     _watcher: Watcher,
 }
@@ -49,6 +50,7 @@ impl Harness {
         Harness {
             rx,
             last: None,
+            history: Vec::new(),
             sends: 0,
             _watcher: watcher,
         }
@@ -65,6 +67,7 @@ impl Harness {
             match self.rx.recv_timeout(left) {
                 Ok(set) => {
                     self.sends += 1;
+                    self.history.push(set.clone());
                     self.last = Some(set);
                 }
                 Err(_) => panic!(
@@ -189,6 +192,44 @@ fn watcher_reports_the_right_desired_set_after_each_step() {
     let d2 = pod("d", "busybox:2");
     std::fs::write(&d, &d2).expect("edit d");
     h.expect("only the new directory counts", &[(&d, &uid(&d, &d2))]);
+
+    // a file written in two chunks (no close in between) is parsed once, complete
+    let seen_before = h.history.len();
+    let chunked = pod("d", "busybox:chunked");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&d).expect("open d");
+        let (head, tail) = chunked.split_at(chunked.len() / 2);
+        f.write_all(head.as_bytes()).expect("chunk 1");
+        f.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(30)); // the writer pauses mid-file
+        f.write_all(tail.as_bytes()).expect("chunk 2");
+    }
+    h.expect("chunked write", &[(&d, &uid(&d, &chunked))]);
+    assert!(
+        h.history[seen_before..]
+            .iter()
+            .all(|s| !s.problems.contains_key(&d)),
+        "the half-written file must not have been parsed"
+    );
+
+    // latency from a completed write to the reported set (printed, not asserted)
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let text = pod("d", &format!("busybox:lat{i}"));
+        let want = uid(&d, &text);
+        let t = Instant::now();
+        write_atomic(&d, &text);
+        h.wait("latency", |s| s.uids().get(&d) == Some(&want));
+        latencies.push(t.elapsed());
+    }
+    latencies.sort();
+    println!(
+        "write → desired set: median {:?}, max {:?} over {} atomic writes",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
 
     // 1000 rapid edits: the set converges on the last content
     let sends_before = h.sends;

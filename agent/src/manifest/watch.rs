@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -208,6 +209,8 @@ impl Reloader {
 #[derive(Debug)]
 pub struct Watcher {
     stop: Arc<AtomicBool>,
+    /// Write end of the wake-up pipe: closing it wakes the thread's poll(2) at once.
+    wake: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -218,13 +221,15 @@ impl Watcher {
         F: FnMut(&DesiredSet) + Send + 'static,
     {
         let inotify = Inotify::init()?;
+        let (wake_rx, wake_tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("manifest-watch".to_owned())
-            .spawn(move || run(config, inotify, flag, sink))?;
+            .spawn(move || run(config, inotify, wake_rx, flag, sink))?;
         Ok(Watcher {
             stop,
+            wake: Some(wake_tx),
             thread: Some(thread),
         })
     }
@@ -247,6 +252,7 @@ impl Watcher {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        drop(self.wake.take()); // EOF on the pipe wakes the watcher's poll
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -288,14 +294,22 @@ fn mask() -> WatchMask {
 struct Pending {
     first: Instant,
     last: Instant,
+    /// Quiet time wanted after `last`: short once the writer closed or renamed the file,
+    /// the full debounce while it is still being written (`IN_MODIFY`, `IN_CREATE`).
+    quiet: Duration,
 }
 
-/// Poll granularity while the directory is missing or the stop flag must be checked.
-const TICK: Duration = Duration::from_millis(50);
+/// Quiet time after `IN_CLOSE_WRITE`, `IN_MOVED_TO`, deletes and renames: the file is
+/// complete, so it is read almost at once (the design's "running within milliseconds").
+const SETTLE_COMPLETE: Duration = Duration::from_millis(5);
+
+/// How often a missing directory is looked for again (inotify cannot watch what is not there).
+const RETRY_MISSING: Duration = Duration::from_millis(50);
 
 fn run<F: FnMut(&DesiredSet)>(
     config: WatchConfig,
     mut inotify: Inotify,
+    wake: OwnedFd,
     stop: Arc<AtomicBool>,
     mut sink: F,
 ) {
@@ -318,13 +332,19 @@ fn run<F: FnMut(&DesiredSet)>(
             }
         }
         let now = Instant::now();
-        let settled_at = |p: &Pending| (p.last + debounce).min(p.first + MAX_SETTLE);
+        let settled_at = |p: &Pending| (p.last + p.quiet).min(p.first + MAX_SETTLE);
         let next_settle = pending.values().map(settled_at).min();
-        let mut deadline = next_full.min(now + TICK);
+        let mut deadline = next_full;
+        if wd.is_none() {
+            deadline = deadline.min(now + RETRY_MISSING);
+        }
         if let Some(s) = next_settle {
             deadline = deadline.min(s);
         }
-        wait_readable(&inotify, deadline.saturating_duration_since(now));
+        wait_readable(&inotify, &wake, deadline.saturating_duration_since(now));
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
         let mut full = false;
         match inotify.read_events(&mut buffer) {
             Ok(events) => {
@@ -335,15 +355,19 @@ fn run<F: FnMut(&DesiredSet)>(
                     if ev.mask.intersects(
                         EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF,
                     ) {
-                        if ev.mask.contains(EventMask::MOVE_SELF) {
+                        // The watched directory is gone or moved: drop the watch (a moved
+                        // directory would keep reporting under its old name) and re-create it.
+                        // Events of an older, already dropped watch (the IN_IGNORED our own
+                        // removal causes) are ignored: watch descriptors are not reused soon.
+                        if wd.as_ref() == Some(&ev.wd) {
                             if let Some(w) = wd.take() {
                                 let _ = inotify.watches().remove(w);
                             }
+                            full = true;
                         }
-                        if Some(&ev.wd) == wd.as_ref() || ev.mask.contains(EventMask::IGNORED) {
-                            wd = None;
-                        }
-                        full = true;
+                        continue;
+                    }
+                    if wd.as_ref() != Some(&ev.wd) {
                         continue;
                     }
                     if let Some(name) = ev.name {
@@ -352,10 +376,19 @@ fn run<F: FnMut(&DesiredSet)>(
                         }
                         let path = dir.join(name);
                         let t = Instant::now();
+                        let writing = ev.mask.intersects(EventMask::MODIFY | EventMask::CREATE);
+                        let quiet = if writing { debounce } else { SETTLE_COMPLETE };
                         pending
                             .entry(path)
-                            .and_modify(|p| p.last = t)
-                            .or_insert(Pending { first: t, last: t });
+                            .and_modify(|p| {
+                                p.last = t;
+                                p.quiet = quiet;
+                            })
+                            .or_insert(Pending {
+                                first: t,
+                                last: t,
+                                quiet,
+                            });
                     }
                 }
             }
@@ -390,8 +423,8 @@ fn run<F: FnMut(&DesiredSet)>(
     }
 }
 
-/// Waits up to `timeout` for the inotify fd to become readable (poll(2)).
-fn wait_readable(inotify: &Inotify, timeout: Duration) {
+/// Waits up to `timeout` for inotify events or the wake-up pipe (poll(2)).
+fn wait_readable(inotify: &Inotify, wake: &OwnedFd, timeout: Duration) {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     use std::os::fd::AsFd;
     let ts = Timespec {
@@ -399,7 +432,10 @@ fn wait_readable(inotify: &Inotify, timeout: Duration) {
         tv_nsec: i64::from(timeout.subsec_nanos()),
     };
     let fd = inotify.as_fd();
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let mut fds = [
+        PollFd::new(&fd, PollFlags::IN),
+        PollFd::new(wake, PollFlags::IN),
+    ];
     // EINTR or any other failure just means we look again a little early.
     let _ = poll(&mut fds, Some(&ts));
 }
