@@ -263,4 +263,8 @@ fn single_file_mode_and_unsupported_names() {
     let p2 = pod("only", "busybox:2");
     write_atomic(&f, &p2);
     h.expect("single file replaced", &[(&f, &uid(&f, &p2))]);
+    std::fs::remove_file(&f).expect("rm");
+    h.expect("single file deleted", &[]);
+    std::fs::write(&f, &p1).expect("re-create");
+    h.expect("single file re-created", &[(&f, &uid(&f, &p1))]);
 }

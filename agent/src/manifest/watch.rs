@@ -265,16 +265,25 @@ impl Drop for Watcher {
     }
 }
 
-/// The directory watched and, in single-file mode, the one name that matters.
+/// The directory watched and, in single-file mode, the one name that matters. A path that
+/// is a file, or is missing and named like a manifest, is watched through its parent
+/// directory (inotify on the file itself would lose it at the first atomic rename).
 fn watch_target(path: &Path) -> (PathBuf, Option<OsString>) {
-    if path.is_file() {
-        let dir = path
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("."));
-        (dir, path.file_name().map(OsString::from))
-    } else {
-        (path.to_owned(), None)
+    let named_like_manifest = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| source::classify(n) == source::Candidate::Manifest);
+    let single_file = path.is_file() || (!path.exists() && named_like_manifest);
+    match (single_file, path.parent()) {
+        (true, Some(parent)) => {
+            let dir = if parent.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                parent.to_owned()
+            };
+            (dir, path.file_name().map(OsString::from))
+        }
+        _ => (path.to_owned(), None),
     }
 }
 

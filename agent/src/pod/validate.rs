@@ -210,6 +210,18 @@ fn validate_spec(spec: &PodSpec, errs: &mut Errors) {
                     format!("{:?} is not a sysctl name", s.name),
                 );
             }
+            // only namespaced sysctls: with the host's namespace they would change the node
+            let field = format!("spec.securityContext.sysctls[{i}].name");
+            if spec.host_network.unwrap_or(false) && s.name.starts_with("net.") {
+                errs.push(
+                    field.clone(),
+                    "net.* sysctls are not allowed with hostNetwork",
+                );
+            }
+            let ipc = ["kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."];
+            if spec.host_ipc.unwrap_or(false) && ipc.iter().any(|p| s.name.starts_with(p)) {
+                errs.push(field, "IPC sysctls are not allowed with hostIPC");
+            }
         }
         if let Some(p) = sc.seccomp_profile.as_ref() {
             validate_seccomp(

@@ -343,6 +343,11 @@ fn user(
     sc: Option<&k8s_openapi::api::core::v1::SecurityContext>,
 ) -> Result<process::ResolvedUser, TranslateError> {
     let image_user = input.image.map(|i| i.user.as_str()).unwrap_or("");
+    // fsGroup joins the supplemental groups, as the kubelet passes it to the runtime.
+    let mut supplemental: Vec<i64> = psc
+        .and_then(|s| s.supplemental_groups.clone())
+        .unwrap_or_default();
+    supplemental.extend(psc.and_then(|s| s.fs_group));
     process::resolve_user(
         &c.name,
         image_user,
@@ -353,8 +358,7 @@ fn user(
         sc.and_then(|s| s.run_as_non_root)
             .or_else(|| psc.and_then(|s| s.run_as_non_root))
             .unwrap_or(false),
-        psc.and_then(|s| s.supplemental_groups.as_deref())
-            .unwrap_or(&[]),
+        &supplemental,
         input.passwd,
         input.group,
     )

@@ -106,11 +106,7 @@ pub fn managed_mounts(
         .as_deref()
         .filter(|p| !p.is_empty())
     {
-        let log = ctx
-            .pod_dir
-            .join("containers")
-            .join(&c.name)
-            .join("termination-log");
+        let log = super::termination_log_path(ctx, &c.name);
         out.push(bind(path, &log.to_string_lossy(), false, "rprivate"));
     }
     out
