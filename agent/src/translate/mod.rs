@@ -12,6 +12,7 @@ pub mod namespaces;
 pub mod process;
 pub mod resources;
 pub mod seccomp;
+pub mod seccomp_default;
 pub mod security;
 pub mod volumes;
 
