@@ -142,6 +142,20 @@ fn namespaces_follow_host_and_share_flags() {
         .expect("shm");
     assert_eq!(shm.source().as_deref(), Some(Path::new("/dev/shm")));
     assert_eq!(translate("", "").hostname().as_deref(), Some("t-n1"));
+    // a volume at a managed path replaces the managed mount
+    let s = translate(
+        "  volumes:\n  - name: hosts\n    hostPath: {path: /etc/hosts, type: File}\n",
+        "    volumeMounts:\n    - {name: hosts, mountPath: /etc/hosts}\n",
+    );
+    let hosts: Vec<_> = s
+        .mounts()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.destination() == Path::new("/etc/hosts"))
+        .collect();
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].source().as_deref(), Some(Path::new("/etc/hosts")));
 }
 
 #[test]

@@ -235,9 +235,11 @@ pub fn container_spec(
     let read_only_root = sc
         .and_then(|s| s.read_only_root_filesystem)
         .unwrap_or(false);
-    let mut all_mounts = mounts::default_mounts(privileged);
-    all_mounts.extend(mounts::managed_mounts(p, c, ctx, read_only_root));
-    all_mounts.extend(mounts::volume_mounts(c, &volumes)?);
+    let all_mounts = mounts::merge(
+        mounts::default_mounts(privileged),
+        mounts::managed_mounts(p, c, ctx, read_only_root),
+        mounts::volume_mounts(c, &volumes)?,
+    );
     let choice = seccomp::choose(
         psc.and_then(|s| s.seccomp_profile.as_ref()),
         sc.and_then(|s| s.seccomp_profile.as_ref()),

@@ -112,6 +112,32 @@ pub fn managed_mounts(
     out
 }
 
+/// Puts the three groups together as containerd does: a volume mounted at a destination
+/// replaces the managed file or default mount there (a volume at `/etc/hosts` or `/dev/shm`
+/// wins), and a managed mount replaces a default one.
+pub fn merge(defaults: Vec<Value>, managed: Vec<Value>, volumes: Vec<Value>) -> Vec<Value> {
+    let dest = |m: &Value| {
+        m["destination"]
+            .as_str()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_owned()
+    };
+    let taken: std::collections::BTreeSet<String> = volumes.iter().map(dest).collect();
+    let managed: Vec<Value> = managed
+        .into_iter()
+        .filter(|m| !taken.contains(&dest(m)))
+        .collect();
+    let taken_by_managed: std::collections::BTreeSet<String> = managed.iter().map(dest).collect();
+    let mut out: Vec<Value> = defaults
+        .into_iter()
+        .filter(|m| !taken.contains(&dest(m)) && !taken_by_managed.contains(&dest(m)))
+        .collect();
+    out.extend(managed);
+    out.extend(volumes);
+    out
+}
+
 /// The container's volume mounts, parents before children.
 pub fn volume_mounts(c: &Container, volumes: &[VolumePlan]) -> Result<Vec<Value>, TranslateError> {
     let mut mounts: Vec<(usize, Value)> = Vec::new();
