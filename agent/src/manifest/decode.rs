@@ -88,6 +88,7 @@ fn yaml_options() -> serde_saphyr::Options {
     options.budget = Some(budget);
     options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
     options.legacy_octal_numbers = true;
+    options.with_snippet = false; // one-line messages: `line 5 column 3: duplicate mapping key`
     options
 }
 
@@ -188,7 +189,9 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
 }
 
+/// The parser's message on one line, without advice meant for programmers.
 fn one_line(s: &str) -> String {
+    let s = s.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     s.lines()
         .map(str::trim_end)
         .filter(|l| !l.is_empty())
