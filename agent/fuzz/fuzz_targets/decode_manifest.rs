@@ -12,14 +12,30 @@ use podvisor::translate::{self, ContainerInput, ImageDefaults, PodContext};
 
 fuzz_target!(|data: &[u8]| {
     let node = NodeInfo::new("fuzz-node", BTreeMap::new(), vec![]);
-    let Ok(pod) = load(Path::new("/m/fuzz.yaml"), data, &node, &|_| String::new()) else { return };
+    let Ok(pod) = load(Path::new("/m/fuzz.yaml"), data, &node, &|_| String::new()) else {
+        return;
+    };
     let ctx = PodContext::new("/pods/x");
-    let image = ImageDefaults { cmd: vec!["sh".into()], ..Default::default() };
+    let image = ImageDefaults {
+        cmd: vec!["sh".into()],
+        ..Default::default()
+    };
     let rootfs = PathBuf::from("/rootfs");
     let read = |_: &Path| Err(std::io::Error::from(std::io::ErrorKind::NotFound));
-    let input = ContainerInput { image: Some(&image), rootfs: &rootfs, passwd: "", group: "", read_file: &read };
+    let input = ContainerInput {
+        image: Some(&image),
+        rootfs: &rootfs,
+        passwd: "",
+        group: "",
+        read_file: &read,
+    };
     let spec = pod.pod.spec.clone().unwrap_or_default();
-    for c in spec.init_containers.iter().flatten().chain(spec.containers.iter()) {
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+    {
         let _ = translate::container_spec(&pod, c, &input, &ctx);
     }
 });

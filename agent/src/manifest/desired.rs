@@ -266,6 +266,18 @@ mod tests {
             let again = decide(&s1, &scan(&files), OnInvalid::KeepLastGood);
             assert_eq!(again.uids(), s1.uids());
         }
+        // the winner's edit is invalid: its kept pod still wins, no switch to b
+        let broken = "apiVersion: v1\nkind: Pod\nmetadata: [\n";
+        let kept = decide(
+            &s1,
+            &scan(&[("/m/a.yaml", broken), ("/m/b.yaml", &b)]),
+            OnInvalid::KeepLastGood,
+        );
+        assert_eq!(kept.uids(), s1.uids());
+        assert!(matches!(
+            kept.problems.get(Path::new("/m/b.yaml")),
+            Some(Problem::Duplicate { .. })
+        ));
         // the winner is removed: the other file takes over
         let s2 = decide(&s1, &scan(&[("/m/b.yaml", &b)]), OnInvalid::KeepLastGood);
         assert!(s2.pods.contains_key(Path::new("/m/b.yaml")));
