@@ -24,7 +24,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
-        Command::Render(args) => print!("{}", podvisor::render::render(&args)?),
+        Command::Render(args) => print!(
+            "{}",
+            podvisor::render::render(&args, std::path::Path::new("/var/lib/podvisor"))?
+        ),
     }
     Ok(())
 }

@@ -40,9 +40,6 @@ pub struct RenderArgs {
     /// The node's IP (the pod IP of hostNetwork pods, `status.hostIP`).
     #[arg(long, default_value = "")]
     pub node_ip: String,
-    /// Root directory of pod state, to show the paths that would be used.
-    #[arg(long, default_value = "/var/lib/podvisor")]
-    pub root: PathBuf,
     /// Where Localhost seccomp profiles live.
     #[arg(long, default_value = "/var/lib/kubelet/seccomp")]
     pub seccomp_profile_root: PathBuf,
@@ -58,8 +55,9 @@ pub fn default_node_name() -> String {
         .unwrap_or_else(|_| "localhost".to_owned())
 }
 
-/// Renders the manifest; `Err` carries the manifest or translation errors.
-pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
+/// Renders the manifest; `root` is the agent's `--root` (only used to show the paths the pod
+/// would use). `Err` carries the manifest or translation errors.
+pub fn render(args: &RenderArgs, root: &std::path::Path) -> anyhow::Result<String> {
     let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
     let labels = parse_labels(&args.node_labels).map_err(anyhow::Error::msg)?;
     let taints = parse_taints(&args.node_taints).map_err(anyhow::Error::msg)?;
@@ -69,7 +67,7 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
     let bytes = source::read_manifest(&path)?;
     let now = identity::rfc3339(SystemTime::now());
     let pod = load(&path, &bytes, &node, &|_| now.clone())?;
-    let mut ctx = PodContext::new(args.root.join("pods").join(&pod.uid));
+    let mut ctx = PodContext::new(root.join("pods").join(&pod.uid));
     ctx.seccomp_profile_root = args.seccomp_profile_root.clone();
     ctx.node_hostname = node_name.clone();
     ctx.set_node_ip(
@@ -90,8 +88,7 @@ pub fn render(args: &RenderArgs) -> anyhow::Result<String> {
         .map(|c| (c, true))
         .chain(spec.containers.iter().map(|c| (c, false)));
     for (c, init) in all {
-        let rootfs = args
-            .root
+        let rootfs = root
             .join("pods")
             .join(&pod.uid)
             .join("rootfs")
