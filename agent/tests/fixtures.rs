@@ -699,3 +699,65 @@ fn static_pod_rules_and_api_validation_name_the_field() {
         assert!(msg.contains("/etc/kubernetes/manifests/s.yaml"), "{msg}");
     }
 }
+
+#[test]
+fn render_prints_pod_uid_qos_and_specs_or_the_errors() {
+    use podvisor::render::{Format, RenderArgs, render};
+    let args = |file: PathBuf, output: Format| RenderArgs {
+        file,
+        node_name: Some("CP-1".to_owned()),
+        node_labels: String::new(),
+        node_taints: String::new(),
+        node_ip: "10.0.0.10".to_owned(),
+        seccomp_profile_root: PathBuf::from("/var/lib/kubelet/seccomp"),
+        output,
+    };
+    let root = Path::new("/var/lib/podvisor");
+    for file in ["etcd.yaml", "haproxy.json", "openshift-etcd.yaml"] {
+        let path = fixture(file).canonicalize().expect("fixture path");
+        let out = render(&args(path.clone(), Format::Json), root).expect("renders");
+        let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        let pod = load_fixture_at(&path);
+        assert_eq!(
+            doc["uid"],
+            serde_json::json!(pod.uid),
+            "{file}: same UID as the agent computes"
+        );
+        assert_eq!(
+            doc["qosClass"],
+            serde_json::json!(format!("{:?}", pod.qos)),
+            "{file}"
+        );
+        assert_eq!(
+            doc["containers"].as_array().map(Vec::len),
+            Some(containers(&pod).len()),
+            "{file}"
+        );
+        let spec: Spec =
+            serde_json::from_value(doc["containers"][0]["spec"].clone()).expect("OCI spec");
+        assert!(spec.process().is_some(), "{file}");
+        let yaml = render(&args(path, Format::Yaml), root).expect("renders YAML");
+        assert!(yaml.contains(&format!("uid: {}", pod.uid)), "{file}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: Bad_Name\nspec:\n  containers: []\n",
+    )
+    .expect("write");
+    let err = render(&args(bad, Format::Json), root)
+        .expect_err("invalid")
+        .to_string();
+    assert!(
+        err.contains("bad.yaml")
+            && err.contains("metadata.name")
+            && err.contains("spec.containers"),
+        "{err}"
+    );
+}
+
+fn load_fixture_at(path: &Path) -> StaticPod {
+    let bytes = std::fs::read(path).expect("fixture");
+    load(path, &bytes, &node(), &|_| String::new()).expect("valid")
+}
