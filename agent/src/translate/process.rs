@@ -307,6 +307,41 @@ pub fn resolve_user(
     })
 }
 
+/// Reads `etc/passwd` and `etc/group` of a container root filesystem (the effect that feeds
+/// [`resolve_user`]). Paths resolve *inside* the root (openat2(2) `RESOLVE_IN_ROOT`), so an
+/// image whose `/etc/passwd` is a symlink to a host file cannot make us read the host's.
+/// A missing file reads as empty; files are capped at 4 MiB.
+pub fn read_user_db(rootfs: &std::path::Path) -> std::io::Result<(String, String)> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags, openat2};
+    use std::io::Read;
+    let root = rustix::fs::open(
+        rootfs,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let read = |name: &str| -> std::io::Result<String> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY;
+        match openat2(
+            &root,
+            name,
+            flags,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        ) {
+            Ok(fd) => {
+                let mut text = String::new();
+                std::fs::File::from(fd)
+                    .take(4 << 20)
+                    .read_to_string(&mut text)?;
+                Ok(text)
+            }
+            Err(rustix::io::Errno::NOENT) => Ok(String::new()),
+            Err(e) => Err(e.into()),
+        }
+    };
+    Ok((read("etc/passwd")?, read("etc/group")?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,6 +436,31 @@ mod tests {
             Ok(vec!["/x".into(), "1".into()])
         );
         assert!(argv(&mk(None, None), &ImageDefaults::default(), &env).is_err());
+    }
+
+    #[test]
+    fn user_db_is_read_inside_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(root.path().join("etc")).expect("etc");
+        std::fs::write(root.path().join("etc/group"), GROUP).expect("group");
+        // an absolute symlink must resolve inside the rootfs, not to the host's file
+        let outside = tempfile::tempdir().expect("outside");
+        std::fs::write(outside.path().join("passwd"), "host:x:0:0::/:/bin/sh\n")
+            .expect("host file");
+        std::os::unix::fs::symlink(
+            outside.path().join("passwd"),
+            root.path().join("etc/passwd"),
+        )
+        .expect("symlink");
+        let (passwd, group) = read_user_db(root.path()).expect("reads");
+        assert_eq!(
+            passwd, "",
+            "the symlink target is looked up inside the root, where it does not exist"
+        );
+        assert_eq!(group, GROUP);
+        std::fs::remove_file(root.path().join("etc/passwd")).expect("rm");
+        std::fs::write(root.path().join("etc/passwd"), PASSWD).expect("passwd");
+        assert_eq!(read_user_db(root.path()).expect("reads").0, PASSWD);
     }
 
     #[test]
