@@ -9,6 +9,7 @@
 pub mod expand;
 pub mod mounts;
 pub mod namespaces;
+pub mod prepare;
 pub mod process;
 pub mod resources;
 pub mod seccomp;
