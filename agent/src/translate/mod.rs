@@ -73,6 +73,12 @@ pub enum TranslateError {
         /// What failed.
         message: String,
     },
+    /// A file or directory of the pod directory could not be written (keeps the OS error).
+    #[error("prepare pod directory: {message}")]
+    Prepare {
+        /// What was being done, and the OS error.
+        message: String,
+    },
     /// A field podvisor does not support.
     #[error("container {container}: unsupported: {field}")]
     Unsupported {

@@ -26,8 +26,7 @@ pub fn prepare_pod(
     node_resolv: &str,
 ) -> Result<(PodFiles, Vec<VolumePlan>), TranslateError> {
     let io_err = |what: String| {
-        move |e: io::Error| TranslateError::Volume {
-            volume: "(pod directory)".to_owned(),
+        move |e: io::Error| TranslateError::Prepare {
             message: format!("{what}: {e}"),
         }
     };
