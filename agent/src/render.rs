@@ -37,6 +37,9 @@ pub struct RenderArgs {
     /// Node taints, `key[=value]:Effect,...`.
     #[arg(long, default_value = "")]
     pub node_taints: String,
+    /// A node config file (`labels:` and `taints:`), instead of the two flags above.
+    #[arg(long, conflicts_with_all = ["node_labels", "node_taints"])]
+    pub node_config: Option<PathBuf>,
     /// The node's IP (the pod IP of hostNetwork pods, `status.hostIP`).
     #[arg(long, default_value = "")]
     pub node_ip: String,
@@ -61,7 +64,10 @@ pub fn render(args: &RenderArgs, root: &std::path::Path) -> anyhow::Result<Strin
     let node_name = args.node_name.clone().unwrap_or_else(default_node_name);
     let labels = parse_labels(&args.node_labels).map_err(anyhow::Error::msg)?;
     let taints = parse_taints(&args.node_taints).map_err(anyhow::Error::msg)?;
-    let node = NodeInfo::new(&node_name, labels, taints);
+    let node = match args.node_config.as_deref() {
+        Some(file) => NodeInfo::from_file(file, &node_name).map_err(anyhow::Error::msg)?,
+        None => NodeInfo::new(&node_name, labels, taints),
+    };
     let path = std::path::absolute(&args.file)
         .with_context(|| format!("resolve {}", args.file.display()))?;
     let bytes = source::read_manifest(&path)?;

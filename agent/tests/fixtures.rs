@@ -709,6 +709,7 @@ fn render_prints_pod_uid_qos_and_specs_or_the_errors() {
         node_labels: String::new(),
         node_taints: String::new(),
         node_ip: "10.0.0.10".to_owned(),
+        node_config: None,
         seccomp_profile_root: PathBuf::from("/var/lib/kubelet/seccomp"),
         output,
     };
