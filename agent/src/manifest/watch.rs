@@ -63,10 +63,9 @@ struct Cached {
 }
 
 /// The level-triggered reload: list the path, re-read changed files, decide the desired set.
-#[derive(Debug)]
 pub struct Reloader {
     config: WatchConfig,
-    cache: HashMap<PathBuf, CachedDebug>,
+    cache: HashMap<PathBuf, Cached>,
     seen: HashMap<String, String>,
     warned_unsupported: HashSet<PathBuf>,
     missing_logged: bool,
@@ -74,16 +73,14 @@ pub struct Reloader {
     desired: DesiredSet,
 }
 
-/// Wrapper so `Reloader` can derive Debug without printing whole pods.
-struct CachedDebug(Cached);
-
-impl std::fmt::Debug for CachedDebug {
+impl std::fmt::Debug for Reloader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.outcome.is_ok() {
-            "Cached(pod)"
-        } else {
-            "Cached(error)"
-        })
+        // The cache holds whole pods; the paths and the desired UIDs say enough.
+        f.debug_struct("Reloader")
+            .field("path", &self.config.path)
+            .field("cached", &self.cache.keys().collect::<Vec<_>>())
+            .field("desired", &self.desired.uids())
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,22 +127,21 @@ impl Reloader {
         for path in &listing.manifests {
             if settling.contains(path) {
                 if let Some(c) = self.cache.get(path) {
-                    scan.insert(path.clone(), c.0.outcome.clone());
+                    scan.insert(path.clone(), c.outcome.clone());
                 }
                 continue;
             }
             let stamp = source::stamp(path).ok();
             let fresh = match self.cache.get(path) {
-                Some(c) => c.0.stamp.is_some() && c.0.stamp == stamp && !force.contains(path),
+                Some(c) => c.stamp.is_some() && c.stamp == stamp && !force.contains(path),
                 None => false,
             };
             if !fresh {
                 let outcome = self.read_one(path);
-                self.cache
-                    .insert(path.clone(), CachedDebug(Cached { stamp, outcome }));
+                self.cache.insert(path.clone(), Cached { stamp, outcome });
             }
             if let Some(c) = self.cache.get(path) {
-                scan.insert(path.clone(), c.0.outcome.clone());
+                scan.insert(path.clone(), c.outcome.clone());
             }
         }
         let listed: HashSet<&PathBuf> = listing.manifests.iter().collect();
@@ -153,7 +149,7 @@ impl Reloader {
         let live: HashSet<String> = self
             .cache
             .values()
-            .filter_map(|c| c.0.outcome.as_ref().ok().map(|p| p.uid.clone()))
+            .filter_map(|c| c.outcome.as_ref().ok().map(|p| p.uid.clone()))
             .collect();
         let kept: HashSet<String> = self.desired.pods.values().map(|p| p.uid.clone()).collect();
         self.seen
