@@ -7,6 +7,10 @@
 
 pub mod images;
 pub mod kube;
+pub mod manifest;
 pub mod mirror;
 pub mod order;
+pub mod pod;
 pub mod probe;
+pub mod render;
+pub mod translate;
