@@ -1,0 +1,10 @@
+//! Supervision building blocks: restart policy and backoff, exit records, kubelet-style
+//! status, per-pod state on disk, pod events and the shared status store.
+//!
+//! Decisions here are pure (time is an argument); the reconcile loop and the shim
+//! interpret them.
+
+pub mod backoff;
+pub mod clock;
+pub mod exit;
+pub mod policy;
