@@ -5,4 +5,5 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod logs;
 pub mod supervise;
