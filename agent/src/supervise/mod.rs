@@ -7,4 +7,8 @@
 pub mod backoff;
 pub mod clock;
 pub mod exit;
+pub mod phase;
 pub mod policy;
+pub mod record;
+pub mod status;
+pub mod termination;
