@@ -6,9 +6,11 @@
 
 pub mod backoff;
 pub mod clock;
+pub mod events;
 pub mod exit;
 pub mod phase;
 pub mod policy;
 pub mod record;
+pub mod state;
 pub mod status;
 pub mod termination;
