@@ -19,6 +19,9 @@ use super::clock::serde_rfc3339;
 use super::exit::ExitRecord;
 use super::record::ContainerRecord;
 
+/// An exit file not yet applied: its path (to remove once applied) and content.
+pub type PendingExit = (PathBuf, ExitRecord);
+
 /// The `state.json` schema version this code writes.
 pub const STATE_VERSION: u32 = 1;
 
