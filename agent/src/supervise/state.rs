@@ -166,9 +166,7 @@ impl PodStateDir {
 
     /// Exits recorded and not yet applied, oldest first; unreadable files are returned as
     /// errors beside the good ones (a disk fault must not hide the other exits).
-    pub fn pending_exits(
-        &self,
-    ) -> Result<(Vec<(PathBuf, ExitRecord)>, Vec<StateError>), StateError> {
+    pub fn pending_exits(&self) -> Result<(Vec<PendingExit>, Vec<StateError>), StateError> {
         let dir = self.exits_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
