@@ -5,5 +5,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::type_complexity))]
 
+pub mod api;
+pub mod cli;
 pub mod logs;
 pub mod supervise;

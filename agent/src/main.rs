@@ -1,12 +1,18 @@
 //! podvisor: the static-pod supervisor binary (agent, shim and CLI clients).
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+use podvisor::cli::commands;
 
 /// Run Kubernetes static pods with no containerd, runc or kubelet.
 #[derive(Debug, Parser)]
 #[command(name = "podvisor", version)]
 struct Cli {
+    /// Runtime state directory; clients find the agent's socket here.
+    #[arg(long, global = true, default_value = podvisor::cli::client::DEFAULT_STATE)]
+    state: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -16,12 +22,25 @@ struct Cli {
 enum Command {
     /// Print podvisor's version.
     Version,
+    /// List pods (like `kubectl get pods`).
+    Ps(commands::PsArgs),
+    /// Show one pod with its status.
+    Inspect(commands::InspectArgs),
+    /// Print a container's log.
+    Logs(commands::LogsArgs),
+    /// Show recent pod events.
+    Events(commands::EventsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
+        Command::Ps(args) => commands::ps(&args, &cli.state, &mut out)?,
+        Command::Inspect(args) => commands::inspect(&args, &cli.state, &mut out)?,
+        Command::Logs(args) => commands::logs(&args, &cli.state, &mut out)?,
+        Command::Events(args) => commands::events(&args, &cli.state, &mut out)?,
     }
     Ok(())
 }

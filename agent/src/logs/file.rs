@@ -63,6 +63,11 @@ impl PodLogDir {
         Self(log_root.join(format!("{namespace}_{name}_{uid}")))
     }
 
+    /// A pod log directory at a known path.
+    pub fn from_path(path: PathBuf) -> Self {
+        Self(path)
+    }
+
     /// The pod's directory.
     pub fn path(&self) -> &Path {
         &self.0
