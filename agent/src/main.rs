@@ -32,8 +32,16 @@ enum Command {
     Events(commands::EventsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // One line with the cause chain, no backtrace: these are user-facing errors.
+        eprintln!("podvisor: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),

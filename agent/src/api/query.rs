@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-/// Splits `/a/b?x=1&y=2` into the path and its decoded query parameters.
-pub fn split_url(url: &str) -> (String, BTreeMap<String, String>) {
+/// Splits `/a/b?x=1&y=2` into its decoded path segments and decoded query parameters
+/// (segments are decoded one by one, so `%2F` inside a segment stays inside it).
+pub fn split_url(url: &str) -> (Vec<String>, BTreeMap<String, String>) {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let params = query
         .split('&')
@@ -15,7 +16,12 @@ pub fn split_url(url: &str) -> (String, BTreeMap<String, String>) {
             (decode(k), decode(v))
         })
         .collect();
-    (decode(path), params)
+    let segments = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode)
+        .collect();
+    (segments, params)
 }
 
 /// Percent-decoding (and `+` as space in queries); invalid escapes are kept as written.
@@ -134,7 +140,8 @@ mod tests {
     fn url_split_and_percent_coding() {
         let (path, q) =
             split_url("/pods/web%2Dn1/logs?container=app&since=2023-11-14T22%3A13%3A20Z&follow");
-        assert_eq!(path, "/pods/web-n1/logs");
+        assert_eq!(path, ["pods", "web-n1", "logs"]);
+        assert_eq!(split_url("/pods/ns%2Fname").0, ["pods", "ns/name"]);
         assert_eq!(q.get("container").map(String::as_str), Some("app"));
         assert_eq!(
             q.get("since").map(String::as_str),

@@ -124,8 +124,8 @@ impl Drop for ApiServer {
 
 fn accept_loop(server: &Server, store: &StatusStore) {
     for request in server.incoming_requests() {
-        let (path, _) = split_url(request.url());
-        if path.ends_with("/logs") && path.starts_with("/pods/") {
+        let (segments, _) = split_url(request.url());
+        if matches!(segments.as_slice(), [pods, _, logs] if pods == "pods" && logs == "logs") {
             let store = store.clone();
             let spawned = std::thread::Builder::new()
                 .name("api-logs".into())
@@ -176,8 +176,8 @@ fn route(request: &Request, store: &StatusStore) -> Reply {
     if *request.method() != Method::Get {
         return error(405, "only GET is supported");
     }
-    let (path, query) = split_url(request.url());
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (segments, query) = split_url(request.url());
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["healthz"] => typed(Response::from_string("ok\n"), "text/plain"),
         ["pods"] => {
@@ -199,7 +199,7 @@ fn route(request: &Request, store: &StatusStore) -> Reply {
             ),
             Err(e) => error(500, &format!("encode metrics: {e}")),
         },
-        _ => error(404, &format!("no such endpoint: {path}")),
+        _ => error(404, &format!("no such endpoint: /{}", segments.join("/"))),
     }
 }
 
@@ -294,12 +294,8 @@ fn still_running(store: &StatusStore, target: &LogTarget) -> bool {
 }
 
 fn serve_logs(request: Request, store: &StatusStore) {
-    let (path, query) = split_url(request.url());
-    let name = path
-        .trim_start_matches("/pods/")
-        .trim_end_matches("/logs")
-        .trim_matches('/')
-        .to_string();
+    let (segments, query) = split_url(request.url());
+    let name = segments.get(1).cloned().unwrap_or_default();
     let flag = |k: &str| {
         query
             .get(k)

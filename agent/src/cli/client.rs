@@ -23,7 +23,7 @@ pub fn socket_path(state: &Path) -> PathBuf {
 pub enum ClientError {
     /// Nothing listens on the socket.
     #[error(
-        "the podvisor agent is not running: {reason} (socket {socket}); start it with `podvisor agent`, or pass --state DIR"
+        "the podvisor agent is not running ({reason}: {socket}); start it with `podvisor agent`, or pass --state DIR"
     )]
     NotRunning {
         /// The socket path.
@@ -98,10 +98,10 @@ impl ApiClient {
                 reason: match e.kind() {
                     io::ErrorKind::NotFound => "no socket".to_string(),
                     io::ErrorKind::ConnectionRefused => {
-                        "connection refused (stale socket)".to_string()
+                        "connection refused, stale socket".to_string()
                     }
                     io::ErrorKind::PermissionDenied => {
-                        "permission denied (run as root?)".to_string()
+                        "permission denied, run as root?".to_string()
                     }
                     _ => e.to_string(),
                 },
