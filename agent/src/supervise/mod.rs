@@ -9,6 +9,7 @@ pub mod clock;
 pub mod events;
 pub mod exit;
 pub mod phase;
+pub mod podplan;
 pub mod policy;
 pub mod record;
 pub mod state;

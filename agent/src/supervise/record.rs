@@ -122,6 +122,10 @@ pub struct ContainerRecord {
     /// Restart backoff.
     #[serde(default)]
     pub backoff: Backoff,
+    /// When the container is due to be (re)started after an exit or a failed start;
+    /// `None` after an exit means it stays exited (Completed, or failed under Never).
+    #[serde(default, with = "super::clock::serde_rfc3339::option")]
+    pub restart_at: Option<SystemTime>,
 }
 
 impl ContainerRecord {
@@ -138,6 +142,7 @@ impl ContainerRecord {
             last_exit: None,
             previous_exit: None,
             backoff: Backoff::default(),
+            restart_at: None,
         }
     }
 
