@@ -5,6 +5,7 @@
 //! interpret them.
 
 pub mod backoff;
+pub mod child;
 pub mod clock;
 pub mod events;
 pub mod exit;
