@@ -15,4 +15,5 @@ pub mod policy;
 pub mod record;
 pub mod state;
 pub mod status;
+pub mod stop;
 pub mod termination;
