@@ -30,9 +30,14 @@ enum Command {
     Logs(commands::LogsArgs),
     /// Show recent pod events.
     Events(commands::EventsArgs),
+    /// The per-pod shim (started by the agent; not for direct use).
+    #[command(hide = true)]
+    Shim(podvisor::supervise::shim::server::ShimArgs),
 }
 
 fn main() {
+    // A container init re-executes this binary: it must take over before anything else.
+    podvisor_runtime::run_if_container_init();
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
         // One line with the cause chain, no backtrace: these are user-facing errors.
@@ -49,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => commands::inspect(&args, &cli.state, &mut out)?,
         Command::Logs(args) => commands::logs(&args, &cli.state, &mut out)?,
         Command::Events(args) => commands::events(&args, &cli.state, &mut out)?,
+        Command::Shim(args) => podvisor::supervise::shim::server::run_shim(args.config(cli.state))?,
     }
     Ok(())
 }

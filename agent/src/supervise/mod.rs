@@ -13,6 +13,7 @@ pub mod phase;
 pub mod podplan;
 pub mod policy;
 pub mod record;
+pub mod shim;
 pub mod state;
 pub mod status;
 pub mod stop;

@@ -1,0 +1,275 @@
+//! The per-pod shim as a real process running real containers (root): `podvisor shim`
+//! spawned like the agent spawns it, a busybox rootfs, OCI bundles, the agent's client.
+//! Checks exits (code, signal), CRI logs from the shim-owned pipes, exits recorded while
+//! no agent is connected, and shutdown leaving nothing behind.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use podvisor::supervise::exit::{ExitRecord, ExitStatus};
+use podvisor::supervise::shim::client::{ShimClient, spawn_shim};
+use podvisor::supervise::shim::protocol::{Reply, Request};
+use podvisor::supervise::shim::server::ShimArgs;
+use podvisor::supervise::state::PodStateDir;
+use serde_json::json;
+
+fn require_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("PODVISOR_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("SKIPPED: shim tests need root (PODVISOR_SKIP_ROOT_TESTS is set)");
+        return false;
+    }
+    panic!(
+        "shim tests create containers and need root; set PODVISOR_SKIP_ROOT_TESTS=1 to skip them"
+    );
+}
+
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "echo", "true"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    root
+}
+
+fn bundle(dir: &Path, rootfs: &Path, name: &str, script: &str) -> PathBuf {
+    let bundle = dir.join("bundles").join(name);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let caps = ["CAP_KILL"];
+    let config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false, "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/sh", "-c", script],
+            "env": ["PATH=/bin"], "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": true
+        },
+        "root": {"path": rootfs, "readonly": true},
+        "hostname": "shim-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
+        ],
+        "linux": {
+            "cgroupsPath": format!("/podvisor-shim-test-{}/{name}", std::process::id()),
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+        }
+    });
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    bundle
+}
+
+fn run(
+    client: &mut ShimClient,
+    dir: &Path,
+    rootfs: &Path,
+    logs: &Path,
+    name: &str,
+    script: &str,
+) -> i32 {
+    let req = Request::Run {
+        container: name.into(),
+        attempt: 0,
+        id: format!("u1-{name}-0"),
+        bundle: bundle(dir, rootfs, name, script),
+        log_path: logs.join(name).join("0.log"),
+    };
+    match client.request(&req).unwrap() {
+        Reply::Started(r) => {
+            assert_eq!((r.container.as_str(), r.attempt), (name, 0));
+            r.pid
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Kills the shim if the test fails half-way, and removes the test's cgroup parent.
+struct Cleanup(Option<std::process::Child>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut shim) = self.0.take() {
+            let _ = shim.kill();
+            let _ = shim.wait();
+        }
+        for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+            let _ = std::fs::remove_dir(
+                Path::new(root).join(format!("podvisor-shim-test-{}", std::process::id())),
+            );
+        }
+    }
+}
+
+fn next_exit(rx: &mpsc::Receiver<ExitRecord>) -> ExitRecord {
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("no exit pushed by the shim")
+}
+
+#[test]
+fn shim_runs_containers_records_exits_and_logs() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let logs = tmp.path().join("logs");
+    let rootfs = busybox_rootfs(tmp.path());
+    let args = ShimArgs {
+        uid: "u1".into(),
+        runtime_root: tmp.path().join("runtime"),
+        log_max_size: 10 * 1024 * 1024,
+        log_max_files: 5,
+        cgroup_best_effort: true,
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
+    let shim = spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap();
+    let mut shim = Cleanup(Some(shim));
+    let dir = PodStateDir::new(&state, "u1");
+    let (tx, rx) = mpsc::channel();
+    let mut client = ShimClient::connect(&dir.shim_socket(), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    assert_eq!(
+        client.shim_pid,
+        i32::try_from(shim.0.as_ref().unwrap().id()).unwrap()
+    );
+
+    // Exit code and both streams in the CRI log.
+    let pid = run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "app",
+        "echo hello; echo oops >&2; exit 3",
+    );
+    let exit = next_exit(&rx);
+    assert_eq!(
+        (
+            exit.container.as_str(),
+            exit.pid,
+            exit.status,
+            exit.oom_killed
+        ),
+        ("app", pid, ExitStatus::Code(3), false)
+    );
+    let log = std::fs::read_to_string(logs.join("app/0.log")).unwrap();
+    let mut kinds: Vec<&str> = log.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["stderr F oops", "stdout F hello"], "{log}");
+    let (pending, bad) = dir.pending_exits().unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(
+        pending.iter().map(|(_, e)| e.status).collect::<Vec<_>>(),
+        [ExitStatus::Code(3)],
+        "recorded on disk"
+    );
+
+    // A signal through the shim; State lists the running container meanwhile.
+    // (PID 1 of a pid namespace ignores SIGTERM without a handler, as in Kubernetes.)
+    run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "sleeper",
+        "trap 'exit 7' TERM; while true; do sleep 0.05; done",
+    );
+    match client.request(&Request::State).unwrap() {
+        Reply::State { containers } => assert_eq!(
+            containers
+                .iter()
+                .map(|c| c.container.as_str())
+                .collect::<Vec<_>>(),
+            ["sleeper"]
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    client
+        .request(&Request::Kill {
+            container: "sleeper".into(),
+            signal: 15,
+            all: false,
+        })
+        .unwrap();
+    assert_eq!(
+        next_exit(&rx).status,
+        ExitStatus::Code(7),
+        "the workload saw SIGTERM"
+    );
+    assert!(matches!(
+        client.request(&Request::Kill {
+            container: "sleeper".into(),
+            signal: 15,
+            all: false
+        }),
+        Err(
+            podvisor::supervise::shim::client::ShimClientError::Refused {
+                permanent: true,
+                ..
+            }
+        )
+    ));
+
+    // The agent goes away; an exit meanwhile is recorded; a new agent finds it on disk.
+    run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "late",
+        "sleep 0.3; exit 5",
+    );
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let late = loop {
+        let (pending, _) = dir.pending_exits().unwrap();
+        if let Some((_, e)) = pending.into_iter().find(|(_, e)| e.container == "late") {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exit of 'late' never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(late.status, ExitStatus::Code(5));
+    let (tx, rx) = mpsc::channel();
+    let mut client = ShimClient::connect(&dir.shim_socket(), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+
+    // Shutdown kills what runs, answers, and the shim exits leaving no runtime state.
+    run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "forever",
+        "exec sleep 1000",
+    );
+    assert_eq!(client.request(&Request::Shutdown).unwrap(), Reply::Done);
+    assert_eq!(next_exit(&rx).status, ExitStatus::Signal(9));
+    let status = shim.0.take().unwrap().wait().unwrap();
+    assert!(status.success(), "shim exit {status}");
+    assert!(!dir.shim_socket().exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&args.runtime_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "runtime state left: {leftovers:?}");
+}
