@@ -4,6 +4,7 @@
 //! no agent is connected, and shutdown leaving nothing behind.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,16 +35,29 @@ fn busybox_rootfs(dir: &Path) -> PathBuf {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "echo", "true"] {
+    for applet in ["sh", "sleep", "echo", "true", "readlink"] {
         std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
     }
     root
 }
 
-fn bundle(dir: &Path, rootfs: &Path, name: &str, script: &str) -> PathBuf {
+fn bundle(
+    dir: &Path,
+    rootfs: &Path,
+    name: &str,
+    script: &str,
+    join: &BTreeMap<String, PathBuf>,
+) -> PathBuf {
     let bundle = dir.join("bundles").join(name);
     std::fs::create_dir_all(&bundle).unwrap();
     let caps = ["CAP_KILL"];
+    let namespaces: Vec<serde_json::Value> = ["pid", "network", "ipc", "uts", "mount"]
+        .iter()
+        .map(|k| match join.get(*k) {
+            Some(path) => json!({"type": k, "path": path}),
+            None => json!({"type": k}),
+        })
+        .collect();
     let config = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -61,7 +75,7 @@ fn bundle(dir: &Path, rootfs: &Path, name: &str, script: &str) -> PathBuf {
         ],
         "linux": {
             "cgroupsPath": format!("/podvisor-shim-test-{}/{name}", std::process::id()),
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+            "namespaces": namespaces
         }
     });
     std::fs::write(
@@ -80,20 +94,57 @@ fn run(
     name: &str,
     script: &str,
 ) -> i32 {
+    run_ns(
+        client,
+        dir,
+        rootfs,
+        logs,
+        name,
+        script,
+        &[],
+        &BTreeMap::new(),
+    )
+    .0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_ns(
+    client: &mut ShimClient,
+    dir: &Path,
+    rootfs: &Path,
+    logs: &Path,
+    name: &str,
+    script: &str,
+    hold: &[&str],
+    join: &BTreeMap<String, PathBuf>,
+) -> (i32, BTreeMap<String, PathBuf>) {
     let req = Request::Run {
         container: name.into(),
         attempt: 0,
         id: format!("u1-{name}-0"),
-        bundle: bundle(dir, rootfs, name, script),
+        bundle: bundle(dir, rootfs, name, script, join),
         log_path: logs.join(name).join("0.log"),
+        hold_namespaces: hold.iter().map(|s| s.to_string()).collect(),
     };
     match client.request(&req).unwrap() {
         Reply::Started(r) => {
             assert_eq!((r.container.as_str(), r.attempt), (name, 0));
-            r.pid
+            (r.pid, r.namespaces)
         }
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// The text of a container's first log line.
+fn first_line(logs: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(logs.join(name).join("0.log")).unwrap();
+    text.lines()
+        .next()
+        .unwrap()
+        .splitn(4, ' ')
+        .nth(3)
+        .unwrap()
+        .to_string()
 }
 
 /// Kills the shim if the test fails half-way, and removes the test's cgroup parent.
@@ -190,7 +241,7 @@ fn shim_runs_containers_records_exits_and_logs() {
         "trap 'exit 7' TERM; while true; do sleep 0.05; done",
     );
     match client.request(&Request::State).unwrap() {
-        Reply::State { containers } => assert_eq!(
+        Reply::State { containers, .. } => assert_eq!(
             containers
                 .iter()
                 .map(|c| c.container.as_str())
@@ -253,6 +304,58 @@ fn shim_runs_containers_records_exits_and_logs() {
         let _ = tx.send(e);
     })
     .unwrap();
+
+    // Pod namespaces: the first container creates network and UTS, the shim holds them
+    // after it exits, and a later container joins them by the paths the shim gives.
+    let (_, held) = run_ns(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "first",
+        "readlink /proc/self/ns/net",
+        &["network", "uts"],
+        &BTreeMap::new(),
+    );
+    assert_eq!(
+        held.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["network", "uts"]
+    );
+    next_exit(&rx);
+    run_ns(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "second",
+        "readlink /proc/self/ns/net",
+        &[],
+        &held,
+    );
+    next_exit(&rx);
+    let own = run_ns(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "own",
+        "readlink /proc/self/ns/net",
+        &[],
+        &BTreeMap::new(),
+    );
+    drop(own);
+    next_exit(&rx);
+    assert!(
+        first_line(&logs, "first").starts_with("net:["),
+        "{}",
+        first_line(&logs, "first")
+    );
+    assert_eq!(
+        first_line(&logs, "first"),
+        first_line(&logs, "second"),
+        "second joined the held netns"
+    );
+    assert_ne!(first_line(&logs, "first"), first_line(&logs, "own"));
 
     // Shutdown kills what runs, answers, and the shim exits leaving no runtime state.
     run(

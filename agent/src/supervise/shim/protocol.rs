@@ -6,6 +6,7 @@
 //! them apart from answers by their kind. A shim refuses a client whose major version
 //! differs, so an upgraded agent never misreads an old shim (it restarts the pod).
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -43,6 +44,11 @@ pub enum Request {
         bundle: PathBuf,
         /// `<log-dir>/<ns>_<pod>_<uid>/<container>/<attempt>.log`.
         log_path: PathBuf,
+        /// Namespaces this container creates that the shim must keep for the pod's
+        /// lifetime (`network`, `ipc`, `uts`): the pod's shared namespaces, created by its
+        /// first container and joined by the others through [`Reply::Started`]'s paths.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        hold_namespaces: Vec<String>,
     },
     /// Send a signal to a running container's init (`all`: every process in its cgroup).
     Kill {
@@ -75,6 +81,9 @@ pub struct RunningContainer {
     /// When it was started.
     #[serde(with = "serde_rfc3339")]
     pub started_at: SystemTime,
+    /// The pod namespaces the shim holds, kind → path to join (`/proc/<shim>/fd/<n>`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub namespaces: BTreeMap<String, PathBuf>,
 }
 
 /// Shim → agent.
@@ -96,6 +105,9 @@ pub enum Reply {
     State {
         /// Running containers.
         containers: Vec<RunningContainer>,
+        /// The pod namespaces the shim holds, kind → path to join.
+        #[serde(default)]
+        namespaces: BTreeMap<String, PathBuf>,
     },
     /// A request failed. `permanent`: retrying the same request cannot succeed (the spec's
     /// fault), else it may (the system's).
@@ -186,6 +198,7 @@ mod tests {
                 id: "u1-app-2".into(),
                 bundle: "/var/lib/podvisor/pods/u1/bundles/app-2".into(),
                 log_path: "/var/log/pods/x/app/2.log".into(),
+                hold_namespaces: vec!["network".into()],
             },
             Request::Kill {
                 container: "app".into(),

@@ -7,10 +7,10 @@
 //! hears of it), pushed to connected agents, and the stopped container is deleted from
 //! the runtime. It keeps running when the agent dies; a new agent reconnects.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
@@ -86,6 +86,7 @@ struct Shim {
     children: HashMap<u64, Tracked>,
     next_token: u64,
     devnull: File,
+    namespaces: BTreeMap<String, File>,
     shutting_down: bool,
 }
 
@@ -127,6 +128,7 @@ pub fn run_shim(config: ShimConfig) -> Result<(), ShimError> {
         children: HashMap::new(),
         next_token: 1,
         devnull,
+        namespaces: BTreeMap::new(),
         shutting_down: false,
     };
     shim.serve()?;
@@ -299,7 +301,8 @@ impl Shim {
                 id,
                 bundle,
                 log_path,
-            } => match self.run(container, attempt, id, bundle, log_path) {
+                hold_namespaces,
+            } => match self.run(container, attempt, id, bundle, log_path, &hold_namespaces) {
                 Ok(r) => Reply::Started(r),
                 Err((message, permanent)) => Reply::Error { message, permanent },
             },
@@ -328,6 +331,7 @@ impl Shim {
             }
             Request::State => Reply::State {
                 containers: self.running(),
+                namespaces: self.namespace_paths(),
             },
             Request::Shutdown => {
                 self.shutdown();
@@ -346,6 +350,7 @@ impl Shim {
                 id: t.id.clone(),
                 pid: t.child.pid,
                 started_at: t.child.started_at,
+                namespaces: BTreeMap::new(),
             })
             .collect();
         out.sort_by(|a, b| a.container.cmp(&b.container));
@@ -360,6 +365,7 @@ impl Shim {
         id: String,
         bundle: PathBuf,
         log_path: PathBuf,
+        hold: &[String],
     ) -> Result<RunningContainer, (String, bool)> {
         if self.children.values().any(|t| t.child.container == name) {
             return Err((format!("container {name} is already running"), true));
@@ -387,6 +393,10 @@ impl Shim {
         };
         let created = container::create(&opts).map_err(|e| (e.to_string(), e.is_permanent()))?;
         drop(opts);
+        if let Err(e) = self.hold_namespaces(created.pid, hold) {
+            let _ = container::delete(&root, &id, true);
+            return Err((format!("hold pod namespaces of {name}: {e}"), false));
+        }
         // The container holds the write ends now; ours must close so EOF means it is gone.
         drop((out_w, err_w));
         if let Err(e) = self
@@ -426,9 +436,45 @@ impl Shim {
             id: id.clone(),
             pid: child.pid,
             started_at: child.started_at,
+            namespaces: self.namespace_paths(),
         };
         self.children.insert(token, Tracked { child, id });
         Ok(running)
+    }
+
+    /// Opens `/proc/<pid>/ns/<kind>` of a just-created container for each kind asked for
+    /// and keeps the descriptors: the namespaces then outlive that container.
+    fn hold_namespaces(&mut self, pid: i32, kinds: &[String]) -> io::Result<()> {
+        for kind in kinds {
+            let file = match kind.as_str() {
+                "network" => "net",
+                "ipc" => "ipc",
+                "uts" => "uts",
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("cannot hold namespace {other:?}"),
+                    ));
+                }
+            };
+            let fd = File::open(format!("/proc/{pid}/ns/{file}"))?;
+            self.namespaces.insert(kind.clone(), fd);
+        }
+        Ok(())
+    }
+
+    /// The held namespaces as paths other containers can join.
+    fn namespace_paths(&self) -> BTreeMap<String, PathBuf> {
+        let me = std::process::id();
+        self.namespaces
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    PathBuf::from(format!("/proc/{me}/fd/{}", f.as_raw_fd())),
+                )
+            })
+            .collect()
     }
 
     fn child_exited(&mut self, token: u64) {
