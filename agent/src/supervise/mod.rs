@@ -4,6 +4,7 @@
 //! Decisions here are pure (time is an argument); the reconcile loop and the shim
 //! interpret them.
 
+pub mod adopt;
 pub mod backoff;
 pub mod child;
 pub mod clock;
