@@ -376,3 +376,91 @@ fn shim_runs_containers_records_exits_and_logs() {
         .unwrap_or_default();
     assert!(leftovers.is_empty(), "runtime state left: {leftovers:?}");
 }
+
+#[test]
+fn graceful_stop_signals_waits_the_grace_period_then_kills() {
+    use podvisor::supervise::shim::handle::{PodShim, StopTarget};
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let logs = tmp.path().join("logs");
+    let rootfs = busybox_rootfs(tmp.path());
+    let args = ShimArgs {
+        uid: "u2".into(),
+        runtime_root: tmp.path().join("runtime"),
+        log_max_size: 1 << 20,
+        log_max_files: 2,
+        cgroup_best_effort: true,
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
+    let _cleanup = Cleanup(Some(
+        spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap(),
+    ));
+    let mut shim = PodShim::connect(&PodStateDir::new(&state, "u2").shim_socket()).unwrap();
+    let mut start = |name: &str, script: &str| {
+        let req = Request::Run {
+            container: name.into(),
+            attempt: 0,
+            id: format!("u2-{name}-0"),
+            bundle: bundle(tmp.path(), &rootfs, name, script, &BTreeMap::new()),
+            log_path: logs.join(name).join("0.log"),
+            hold_namespaces: Vec::new(),
+        };
+        shim.run(req).unwrap();
+    };
+    start(
+        "polite",
+        "trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.05; done",
+    );
+    start("stubborn", "trap '' TERM; while true; do sleep 0.05; done");
+    start("other", "sleep 0.5; exit 4");
+    std::thread::sleep(Duration::from_millis(200)); // let the traps be installed
+    let t0 = std::time::Instant::now();
+    let targets = [
+        StopTarget {
+            container: "polite".into(),
+            signal: 15,
+        },
+        StopTarget {
+            container: "stubborn".into(),
+            signal: 15,
+        },
+    ];
+    let out = shim.stop_group(&targets, Duration::from_secs(1)).unwrap();
+    let took = t0.elapsed();
+    let mut got: Vec<(String, ExitStatus)> = out
+        .exits
+        .iter()
+        .map(|e| (e.container.clone(), e.status))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("polite".to_string(), ExitStatus::Code(0)),
+            ("stubborn".to_string(), ExitStatus::Signal(9))
+        ]
+    );
+    assert_eq!(
+        (out.killed, out.stuck),
+        (vec!["stubborn".to_string()], Vec::<String>::new())
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "grace floor is 2 s: took {took:?}"
+    );
+    assert_eq!(
+        first_line(&logs, "polite"),
+        "got TERM",
+        "the workload saw SIGTERM"
+    );
+    // The unrelated exit during the wait was kept for the caller.
+    let other = shim.next_exit(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (other.container.as_str(), other.status),
+        ("other", ExitStatus::Code(4))
+    );
+    shim.shutdown().unwrap();
+}
