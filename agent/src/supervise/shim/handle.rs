@@ -158,8 +158,10 @@ impl PodShim {
                 Err(e) => return Err(e),
             }
         }
-        let mut outcome = StopOutcome::default();
-        outcome.exits = self.wait_exits(&mut waiting, Instant::now() + grace.max(MIN_GRACE));
+        let mut outcome = StopOutcome {
+            exits: self.wait_exits(&mut waiting, Instant::now() + grace.max(MIN_GRACE)),
+            ..StopOutcome::default()
+        };
         for name in &waiting {
             match self.kill(name, 9, true) {
                 Ok(())
