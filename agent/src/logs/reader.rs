@@ -162,7 +162,33 @@ pub fn follow(
                         emit(line, &opts, out)?;
                     }
                 }
-                file = Some(File::open(current)?);
+                pending.clear();
+                // Open the new current file first, then read whole every file rotated
+                // between the old one and it (several rotations can happen between two
+                // looks), so no entry is skipped.
+                let next = File::open(current)?;
+                let next_ino = next.metadata().ok().map(|m| (m.dev(), m.ino()));
+                let ino_of = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+                let rotated = rotated_files(current).unwrap_or_default();
+                // If the old file was already pruned, every remaining rotated file is newer.
+                let after_old = rotated
+                    .iter()
+                    .position(|p| open_ino.is_some() && ino_of(p) == open_ino)
+                    .map_or(0, |i| i + 1);
+                for path in &rotated[after_old..] {
+                    if ino_of(path) == next_ino {
+                        break;
+                    }
+                    let Ok(mut missed) = File::open(path) else {
+                        continue;
+                    };
+                    let mut text = Vec::new();
+                    missed.read_to_end(&mut text)?;
+                    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                        emit(line, &opts, out)?;
+                    }
+                }
+                file = Some(next);
                 pending.clear();
                 continue;
             }
@@ -313,6 +339,52 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn follow_reads_files_rotated_between_two_looks() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("0.log");
+        let rotate = RotateConfig {
+            max_size: 130,
+            max_files: 10,
+        };
+        let mut log = LogFile::open(path.clone(), rotate).unwrap();
+        log.append(
+            &entry(0, Stream::Stdout, Tag::Full, "first"),
+            SystemTime::now(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        let opts = ReadOptions::default();
+        let file = read_logs(&path, &opts, &mut out).unwrap();
+        // Several rotations before the follower looks again (two entries per file).
+        let mut want = String::from("first\n");
+        for i in 0..9 {
+            let text = format!("burst-{i}");
+            log.append(
+                &entry(1, Stream::Stdout, Tag::Full, &text),
+                SystemTime::now(),
+            )
+            .unwrap();
+            want.push_str(&text);
+            want.push('\n');
+        }
+        assert!(rotated_files(&path).unwrap().len() >= 3);
+        let looks = std::cell::Cell::new(0);
+        follow(
+            &path,
+            file,
+            &opts,
+            &mut out,
+            Duration::from_millis(1),
+            &|| {
+                looks.set(looks.get() + 1);
+                looks.get() < 3
+            },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), want);
     }
 
     #[test]
