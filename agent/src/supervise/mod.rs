@@ -13,6 +13,7 @@ pub mod exit;
 pub mod phase;
 pub mod podplan;
 pub mod policy;
+pub mod reconcile;
 pub mod record;
 pub mod shim;
 pub mod state;
