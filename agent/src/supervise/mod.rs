@@ -20,3 +20,4 @@ pub mod state;
 pub mod status;
 pub mod stop;
 pub mod termination;
+pub mod worker;
