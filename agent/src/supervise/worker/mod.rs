@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 
@@ -20,20 +20,19 @@ use super::backoff::BackoffConfig;
 use super::events::{EventType, NewEvent};
 use super::exit::ExitRecord;
 use super::phase::{PodFacts, pod_status};
-use super::podplan::{
-    PodAction, apply_start_failure, apply_stopped, containers, ensure_records, next_actions,
-};
-use super::record::{ContainerRecord, Termination, WaitReason};
+use super::podplan::{PodAction, apply_start_failure, containers, ensure_records, next_actions};
+use super::record::{ContainerRecord, WaitReason};
 use super::shim::client::spawn_shim;
-use super::shim::handle::{PodShim, StopTarget};
+use super::shim::handle::PodShim;
 use super::shim::protocol::Request;
 use super::shim::server::ShimArgs;
 use super::state::{PodState, PodStateDir, STATE_VERSION};
 use super::status::ProbeView;
-use super::stop::{grace_period, stop_order, stop_signal};
 use super::termination::{log_tail_message, read_message_file, termination_message};
 use crate::api::store::{PodEntry, StatusStore};
 use crate::logs::file::{PodLogDir, RotateConfig};
+
+mod stop;
 
 /// Why a bundle could not be made: shown as the container's waiting reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -509,83 +508,6 @@ impl Worker {
             .filter(|k| !self.namespaces.contains_key(*k))
             .map(str::to_string)
             .collect()
-    }
-
-    fn targets(&self, names: &[String]) -> Vec<StopTarget> {
-        containers(&self.pod)
-            .into_iter()
-            .filter(|(c, _)| names.contains(&c.name))
-            .map(|(c, _)| StopTarget {
-                container: c.name.clone(),
-                signal: stop_signal(c, self.maker.image_stop_signal(c).as_deref()),
-            })
-            .collect()
-    }
-
-    fn stop_targets(&mut self, shim: &mut PodShim, targets: &[StopTarget]) {
-        for t in targets {
-            self.event(
-                Some(&t.container),
-                EventType::Normal,
-                "Killing",
-                format!("Stopping container {}", t.container),
-            );
-        }
-        let grace = grace_period(&self.pod);
-        let rx = &self.rx;
-        let mut queued = VecDeque::new();
-        let mut stop_requested = false;
-        let mut wait = |names: &mut Vec<String>, deadline: Instant| {
-            let mut got = Vec::new();
-            while !names.is_empty() {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(Event::Exited(e)) => match names.iter().position(|n| *n == e.container) {
-                        Some(i) => {
-                            names.remove(i);
-                            got.push(e);
-                        }
-                        None => queued.push_back(e),
-                    },
-                    Ok(Event::Stop | Event::Detach) => stop_requested = true,
-                    Err(_) => break,
-                }
-            }
-            got
-        };
-        let outcome = shim.stop_group_via(targets, grace, &mut wait);
-        self.pending.extend(queued);
-        self.stop_requested |= stop_requested;
-        let Ok(outcome) = outcome else { return };
-        for exit in outcome.exits {
-            let Some(r) = self.record(&exit.container) else {
-                continue;
-            };
-            let termination = Termination {
-                exit,
-                message: None,
-                reason: None,
-                container_id: r.container_id.clone(),
-            };
-            apply_stopped(r, termination);
-        }
-        for c in outcome.stuck {
-            self.event(
-                Some(&c),
-                EventType::Warning,
-                "FailedKillPod",
-                format!("container {c} did not exit after SIGKILL"),
-            );
-        }
-    }
-
-    /// Stops every container in the kubelet's order.
-    fn stop(&mut self, shim: &mut PodShim) {
-        for group in stop_order(&self.pod) {
-            let targets = self.targets(&group);
-            self.stop_targets(shim, &targets);
-        }
-        self.apply_pending();
-        self.publish();
     }
 
     /// Saves `state.json` and publishes the pod with its status.
