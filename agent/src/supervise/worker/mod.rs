@@ -22,7 +22,7 @@ use super::exit::ExitRecord;
 use super::phase::{PodFacts, pod_status};
 use super::podplan::{PodAction, apply_start_failure, containers, ensure_records, next_actions};
 use super::record::{ContainerRecord, WaitReason};
-use super::shim::client::spawn_shim;
+use super::shim::client::{ShimEvent, spawn_shim};
 use super::shim::handle::PodShim;
 use super::shim::protocol::Request;
 use super::shim::server::ShimArgs;
@@ -33,6 +33,9 @@ use crate::api::store::{PodEntry, StatusStore};
 use crate::logs::file::{PodLogDir, RotateConfig};
 
 mod stop;
+
+/// The pause before retrying actions that just failed the same way.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// Why a bundle could not be made: shown as the container's waiting reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,8 @@ pub struct WorkerConfig {
 #[derive(Debug)]
 enum Event {
     Exited(ExitRecord),
+    /// The shim connection ended while the worker still needed it.
+    ShimLost,
     Stop,
     Detach,
 }
@@ -242,7 +247,10 @@ impl Worker {
         let sock = self.dir.shim_socket();
         let tx = self.tx.clone();
         let on_exit = move |e| {
-            let _ = tx.send(Event::Exited(e));
+            let _ = tx.send(match e {
+                ShimEvent::Exited(e) => Event::Exited(e),
+                ShimEvent::Closed => Event::ShimLost,
+            });
         };
         if let Ok(shim) = PodShim::connect_with(&sock, on_exit.clone()) {
             return Ok(shim);
@@ -295,6 +303,7 @@ impl Worker {
         };
         self.state.shim_pid = Some(shim.pid());
         self.adopt(&mut shim);
+        let mut last_actions = Vec::new();
         while !self.stop_requested {
             self.apply_pending();
             let now = SystemTime::now();
@@ -304,12 +313,21 @@ impl Worker {
                 self.act(&mut shim, action);
             }
             self.publish();
-            if !plan.actions.is_empty() {
-                continue; // look again at once: a start may unblock the next step
+            // Look again at once after acting (a start may unblock the next step), unless
+            // the same actions were just tried: then something outside fails them, so
+            // wait a second rather than spin.
+            let repeated = !plan.actions.is_empty() && plan.actions == last_actions;
+            if !plan.actions.is_empty() && !repeated {
+                last_actions = plan.actions;
+                continue;
             }
-            let timeout = plan
+            last_actions = plan.actions;
+            let mut timeout = plan
                 .wake_at
                 .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+            if repeated {
+                timeout = Some(timeout.map_or(RETRY_PAUSE, |t| t.min(RETRY_PAUSE)));
+            }
             let event = match timeout {
                 Some(t) => self.rx.recv_timeout(t),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -317,6 +335,10 @@ impl Worker {
             match event {
                 Ok(Event::Exited(e)) => self.pending.push_back(e),
                 Ok(Event::Stop) => self.stop_requested = true,
+                Ok(Event::ShimLost) => match self.recover() {
+                    Ok(new) => shim = new,
+                    Err(e) => return WorkerEnd::Failed(e),
+                },
                 Ok(Event::Detach) => {
                     self.publish();
                     return WorkerEnd::Detached;
@@ -356,6 +378,30 @@ impl Worker {
                 );
             }
         }
+    }
+
+    /// The shim connection ended under us (the shim was killed or crashed): reconnect if
+    /// a shim still answers, else kill what the dead one ran and start a new one; then
+    /// adopt it (recorded exits applied, runs it does not know marked
+    /// `ContainerStatusUnknown` and put through the restart policy).
+    fn recover(&mut self) -> Result<PodShim, String> {
+        self.event(
+            None,
+            EventType::Warning,
+            "ShimLost",
+            format!(
+                "lost the connection to the shim of pod {}; re-adopting",
+                self.state.name
+            ),
+        );
+        // Reconnect to a shim that still answers, or clean up and start a new one; then
+        // adopt it like after an agent restart: recorded exits first, then every run
+        // the shim does not know is marked lost and goes through the restart policy.
+        let mut shim = self.shim()?;
+        self.namespaces.clear();
+        self.state.shim_pid = Some(shim.pid());
+        self.adopt(&mut shim);
+        Ok(shim)
     }
 
     /// Applies queued exits (pushed or read from disk) and removes their files.
