@@ -13,10 +13,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
 use super::adopt::{apply_recorded_exit, cleanup_dead_shim, container_id, reconcile_with_shim};
-use super::backoff::BackoffConfig;
 use super::events::{EventType, NewEvent};
 use super::exit::ExitRecord;
 use super::phase::{PodFacts, pod_status};
@@ -30,64 +29,15 @@ use super::state::{PodState, PodStateDir, STATE_VERSION};
 use super::status::ProbeView;
 use super::termination::{log_tail_message, read_message_file, termination_message};
 use crate::api::store::{PodEntry, StatusStore};
-use crate::logs::file::{PodLogDir, RotateConfig};
+use crate::logs::file::PodLogDir;
 
+mod config;
 mod stop;
 
 /// The pause before retrying actions that just failed the same way.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Why a bundle could not be made: shown as the container's waiting reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundleError {
-    /// `ErrImagePull`, `CreateContainerConfigError`, ...
-    pub reason: WaitReason,
-    /// For people.
-    pub message: String,
-}
-
-/// Makes the OCI bundle of one container run.
-pub trait BundleMaker: Send {
-    /// Writes the bundle of `container`'s run `attempt` and returns its directory. The
-    /// pod's shared namespaces held by the shim are in `namespaces` (kind → path; empty
-    /// before the first container has run).
-    fn make(
-        &mut self,
-        pod: &Pod,
-        container: &Container,
-        attempt: u32,
-        namespaces: &BTreeMap<String, PathBuf>,
-    ) -> Result<PathBuf, BundleError>;
-
-    /// The host path of a container's termination message file, if it has one.
-    fn termination_message_file(&self, _pod: &Pod, _container: &Container) -> Option<PathBuf> {
-        None
-    }
-
-    /// The image's stop signal, if it declares one.
-    fn image_stop_signal(&self, _container: &Container) -> Option<String> {
-        None
-    }
-}
-
-/// Where things live and how supervision is tuned.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// The binary to re-execute as `podvisor shim`.
-    pub exe: PathBuf,
-    /// `--state`.
-    pub state_root: PathBuf,
-    /// `--log-dir`.
-    pub log_root: PathBuf,
-    /// The runtime's state root.
-    pub runtime_root: PathBuf,
-    /// Restart backoff.
-    pub backoff: BackoffConfig,
-    /// Log rotation.
-    pub rotate: RotateConfig,
-    /// Skip limits whose controller is missing.
-    pub cgroup_best_effort: bool,
-}
+pub use config::{BundleError, BundleMaker, WorkerConfig};
 
 /// A message to a worker.
 #[derive(Debug)]
