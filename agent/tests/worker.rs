@@ -472,3 +472,97 @@ fn worker_recovers_when_its_shim_is_killed() {
     assert_eq!(worker.join(), WorkerEnd::Stopped);
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
 }
+
+#[test]
+fn supervisor_replaces_an_edited_pod_only_after_the_old_one_is_gone() {
+    use podvisor::supervise::supervisor::Supervisor;
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let base = tmp.path().to_path_buf();
+    let cgroup = format!("podvisor-worker-test-{}", std::process::id());
+    let mut sup = Supervisor::new(
+        config(tmp.path()),
+        store.clone(),
+        Box::new(move |pod: &Pod| {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            Box::new(Busybox::new(&base.join("makers").join(uid))) as Box<dyn BundleMaker>
+        }),
+    );
+    let version = |uid: &str| {
+        let mut p = pod(
+            uid,
+            vec![],
+            vec![container(
+                "app",
+                "trap 'echo bye; exit 0' TERM; echo hi; while true; do sleep 0.05; done",
+            )],
+            5,
+        );
+        p.metadata.name = Some("web-node1".into());
+        p
+    };
+    let running_uid = |store: &StatusStore| {
+        let e = store.pod("web-node1").ok()?;
+        let s = e.pod.status?;
+        s.container_statuses?
+            .first()?
+            .state
+            .as_ref()?
+            .running
+            .as_ref()?;
+        e.pod.metadata.uid
+    };
+    let v1 = version("v1");
+    sup.sync(std::slice::from_ref(&v1));
+    wait_until("v1 running", || {
+        running_uid(&store).as_deref() == Some("v1")
+    });
+
+    // The manifest is edited: new UID, same name. v1 stops first; v2 starts after.
+    let v2 = version("v2");
+    let mut saw_overlap = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_uid(&store).as_deref() != Some("v2") {
+        assert!(Instant::now() < deadline, "v2 never started");
+        sup.sync(std::slice::from_ref(&v2));
+        let uids = sup.uids();
+        saw_overlap |= uids.len() == 2
+            && store
+                .pod("web-node1")
+                .ok()
+                .and_then(|e| e.pod.metadata.uid)
+                .as_deref()
+                == Some("v2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!saw_overlap, "v2 appeared while v1 still existed");
+    let v1_log =
+        std::fs::read_to_string(tmp.path().join("logs/default_web-node1_v1/app/0.log")).unwrap();
+    assert!(v1_log.contains(" stdout F bye"), "v1 saw SIGTERM: {v1_log}");
+    assert_eq!(sup.uids(), ["v2"]);
+
+    // The manifest is deleted: the pod goes, nothing is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sup.is_empty() {
+        assert!(Instant::now() < deadline, "v2 never stopped");
+        sup.sync(&[]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.pods().is_empty());
+    assert!(
+        std::fs::read_dir(tmp.path().join("state/pods"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "pod state left"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("runtime"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime containers left: {left:?}");
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}
