@@ -658,3 +658,44 @@ fn probe_verdicts_drive_ready_and_liveness_restarts() {
     assert_eq!(worker.join(), WorkerEnd::Stopped);
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
 }
+
+#[test]
+fn pre_stop_sleep_runs_before_the_stop_signal_within_the_grace_period() {
+    use k8s_openapi::api::core::v1::{Lifecycle, LifecycleHandler, SleepAction};
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let mut app = container(
+        "app",
+        "trap 'echo got TERM; exit 0' TERM; echo armed; while true; do sleep 0.05; done",
+    );
+    app.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds: 1 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let p = pod("w6", vec![], vec![app], 10);
+    let maker = Busybox::new(tmp.path());
+    let cgroup = maker.cgroup.clone();
+    let worker = PodWorker::start(p, Box::new(maker), config(tmp.path()), store.clone());
+    let log = tmp.path().join("logs/default_w6-node1_w6/app/0.log");
+    wait_until("armed", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" F armed"))
+    });
+    let t0 = Instant::now();
+    worker.stop();
+    assert_eq!(worker.join(), WorkerEnd::Stopped);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "preStop sleep then TERM: took {took:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" stdout F got TERM"), "{text}");
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}

@@ -10,7 +10,7 @@ use crate::supervise::events::EventType;
 use crate::supervise::podplan::{apply_stopped, containers};
 use crate::supervise::record::Termination;
 use crate::supervise::shim::handle::{PodShim, StopOutcome, StopTarget};
-use crate::supervise::stop::{grace_period, stop_order, stop_signal};
+use crate::supervise::stop::{PreStop, grace_period, pre_stop, stop_order, stop_signal};
 
 impl Worker {
     pub(super) fn targets(&self, names: &[String]) -> Vec<StopTarget> {
@@ -34,7 +34,8 @@ impl Worker {
             );
         }
         let grace = grace_period(&self.pod);
-        let Some(outcome) = self.signal_and_wait(shim, targets, grace) else {
+        let took = self.run_pre_stop(targets, grace);
+        let Some(outcome) = self.signal_and_wait(shim, targets, grace.saturating_sub(took)) else {
             return;
         };
         for exit in outcome.exits {
@@ -57,6 +58,46 @@ impl Worker {
                 format!("container {c} did not exit after SIGKILL"),
             );
         }
+    }
+
+    /// Runs the preStop hooks of the running `targets` within `grace` and returns the
+    /// time they took (taken from the grace period, as the kubelet does). `sleep` hooks
+    /// run here, all at once; `exec` and `httpGet` hooks are not supported yet and are
+    /// reported as failed (the container is then signalled at once).
+    fn run_pre_stop(
+        &mut self,
+        targets: &[StopTarget],
+        grace: std::time::Duration,
+    ) -> std::time::Duration {
+        let t0 = Instant::now();
+        let mut sleep = std::time::Duration::ZERO;
+        for t in targets {
+            let running = self
+                .state
+                .containers
+                .iter()
+                .any(|r| r.name == t.container && r.running.is_some());
+            let spec = containers(&self.pod)
+                .into_iter()
+                .find(|(c, _)| c.name == t.container)
+                .map(|(c, _)| c.clone());
+            let Some(hook) = spec.as_ref().and_then(pre_stop).filter(|_| running) else {
+                continue;
+            };
+            match hook {
+                PreStop::Sleep(d) => sleep = sleep.max(d),
+                PreStop::Exec(_) | PreStop::HttpGet(_) => self.event(
+                    Some(&t.container),
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    format!("preStop exec/httpGet hooks are not supported yet; stopping container {} without it", t.container),
+                ),
+            }
+        }
+        if !sleep.is_zero() {
+            std::thread::sleep(sleep.min(grace));
+        }
+        t0.elapsed()
     }
 
     /// Signals `targets`, waits up to `grace` (then SIGKILL) for their exits on the
