@@ -4,13 +4,18 @@
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::type_complexity))]
 
+pub mod api;
+pub mod cli;
 pub mod images;
 pub mod kube;
+pub mod logs;
 pub mod manifest;
 pub mod mirror;
 pub mod order;
 pub mod pod;
 pub mod probe;
 pub mod render;
+pub mod supervise;
 pub mod translate;
