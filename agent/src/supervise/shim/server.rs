@@ -391,8 +391,13 @@ impl Shim {
             let _ = container::delete(&root, &id, true);
             return Err((e.to_string(), false));
         }
-        let started = container::start(&root, &id)
-            .and_then(|()| container::wait_exec(&id, created.watch.as_fd()));
+        let started = container::start(&root, &id).and_then(|warnings| {
+            // Poststart hook failures are warnings under the OCI spec, not errors.
+            for w in warnings {
+                tracing::warn!(container = %id, "{w}");
+            }
+            container::wait_exec(&id, created.watch.as_fd())
+        });
         if let Err(e) = started {
             // The init is gone or going: reap it here so no exit is reported for a run
             // that never started, and leave nothing behind.
