@@ -47,6 +47,11 @@ pub struct Report {
     pub writes: BTreeMap<String, i32>,
     /// Files asked for with `--read`: their contents, trimmed (or `errno N`).
     pub files: BTreeMap<String, String>,
+    /// With `--escape`: the mount table as seen from the top of the mount tree after the
+    /// classic chroot escape (see the probe), or why the escape failed. After pivot_root and
+    /// unmounting the old root, the host's root mount is not in it; after a chroot (or
+    /// `MS_MOVE` + chroot) it is.
+    pub escape: Option<Result<Vec<MountEntry>, String>>,
 }
 
 /// One line of `/proc/self/mountinfo` (proc(5)).

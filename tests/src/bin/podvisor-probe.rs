@@ -9,8 +9,8 @@
 #![forbid(unsafe_code)]
 
 use podvisor_tests::report::{
-    FileEntry, PathProbe, Report, Rlimit, SyscallOutcome, parse_mountinfo, parse_ns_link,
-    parse_status,
+    FileEntry, MountEntry, PathProbe, Report, Rlimit, SyscallOutcome, parse_mountinfo,
+    parse_ns_link, parse_status,
 };
 use rustix::fs::{FileType, FlockOperation, Mode, OFlags};
 use rustix::process::{Pid, Resource};
@@ -57,6 +57,7 @@ struct Request {
     paths: Vec<String>,
     writes: Vec<String>,
     reads: Vec<String>,
+    escape: bool,
 }
 
 fn parse_args(args: &[String]) -> Result<Request, String> {
@@ -67,6 +68,10 @@ fn parse_args(args: &[String]) -> Result<Request, String> {
             "--path" => &mut req.paths,
             "--write" => &mut req.writes,
             "--read" => &mut req.reads,
+            "--escape" => {
+                req.escape = true;
+                continue;
+            }
             other => return Err(format!("unknown flag {other}")),
         };
         let value = it.next().ok_or_else(|| format!("{flag} needs a path"))?;
@@ -287,7 +292,34 @@ fn collect(req: &Request, args: Vec<String>) -> Report {
             .iter()
             .map(|p| (p.clone(), read_file(p)))
             .collect(),
+        escape: None,
     }
+}
+
+/// The classic chroot(2) escape: with a directory fd on the current root, chroot into a
+/// subdirectory, fchdir to the fd (now outside the root), climb `..` as far as it goes and
+/// chroot there; then read mountinfo through a /proc fd opened beforehand (the kernel lists
+/// the mounts under the reader's root at open time). After pivot_root and unmounting the old
+/// root nothing of the host is left above the rootfs; after a chroot it all is. Needs
+/// CAP_SYS_CHROOT.
+fn mounts_above_root() -> Result<Vec<MountEntry>, String> {
+    let proc = rustix::fs::open("/proc", OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| format!("open /proc: {e}"))?;
+    let root = rustix::fs::open("/", OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+        .map_err(|e| format!("open /: {e}"))?;
+    rustix::process::chroot("/dev").map_err(|e| format!("chroot /dev: {e}"))?;
+    rustix::process::fchdir(&root).map_err(|e| format!("fchdir to the old root: {e}"))?;
+    for _ in 0..64 {
+        rustix::process::chdir("..").map_err(|e| format!("chdir ..: {e}"))?;
+    }
+    rustix::process::chroot(".").map_err(|e| format!("chroot .: {e}"))?;
+    let fd = rustix::fs::openat(&proc, "self/mountinfo", OFlags::RDONLY, Mode::empty())
+        .map_err(|e| format!("open mountinfo after the escape: {e}"))?;
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("read mountinfo after the escape: {e}"))?;
+    Ok(parse_mountinfo(&text))
 }
 
 fn main() -> std::process::ExitCode {
@@ -299,7 +331,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let report = collect(&req, args);
+    let mut report = collect(&req, args);
+    if req.escape {
+        report.escape = Some(mounts_above_root());
+    }
     let json = match serde_json::to_string(&report) {
         Ok(j) => j,
         Err(e) => {

@@ -53,7 +53,7 @@ fn pivot_root_hides_host_paths(ctx: &Ctx, seen: &mut Seen) -> Result<(), String>
     let case = "pivot";
     let id = ctx.id(case);
     let marker = ctx.host_marker.to_string_lossy().into_owned();
-    let b = ctx.probe_bundle(
+    let mut b = ctx.probe_bundle(
         case,
         &[
             "--path",
@@ -62,7 +62,14 @@ fn pivot_root_hides_host_paths(ctx: &Ctx, seen: &mut Seen) -> Result<(), String>
             "/bin/podvisor-probe",
             "--path",
             "/work",
+            "--escape",
         ],
+    );
+    // CAP_SYS_CHROOT lets the probe try the chroot escape, which only a pivot_root defeats.
+    let caps = ["CAP_SYS_CHROOT", "CAP_KILL"];
+    b.set(
+        "/process/capabilities",
+        json!({"bounding": caps, "effective": caps, "permitted": caps}),
     );
     let r = ctx.run_probe(&b, &id, seen)?;
     let mut c = Checks::default();
@@ -85,6 +92,18 @@ fn pivot_root_hides_host_paths(ctx: &Ctx, seen: &mut Seen) -> Result<(), String>
         r.paths.get("/bin/podvisor-probe").map(|p| p.exists),
         Some(true),
     );
+    let host_root = crate::report::parse_mountinfo(
+        &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+    )
+    .into_iter()
+    .find(|m| m.mount_point == "/");
+    match (&r.escape, &host_root) {
+        (Some(Ok(above)), Some(h)) => c.that(
+            !above.iter().any(|m| m.root == h.root && m.source == h.source && m.fs_type == h.fs_type),
+            format!("the host's root mount is still in the container's mount tree (a chroot, not pivot_root): {above:?}"),
+        ),
+        other => c.that(false, format!("chroot escape probe gave no mount table: {other:?}")),
+    }
     let root = mount_at(&r, "/");
     c.that(
         root.is_some_and(|m| m.root.ends_with("/rootfs")),
