@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cases;
+pub mod compare;
 pub mod fixture;
 pub mod report;
 pub mod runner;
