@@ -10,6 +10,8 @@
 //! - devices are compared for the OCI default set and `/dev/probe-*` only (extras such as
 //!   crun's `/dev/core` are not in the spec), owners only for `/dev/probe-*`; device bind
 //!   mounts (user namespaces) become `device`;
+//! - `/proc/self/cgroup` keeps only its cgroup2 (`0::`) line: podvisor is cgroup2-only by
+//!   design, so the v1 hierarchies of a hybrid host are not compared;
 //! - the probe's pid becomes `1` or `not 1`;
 //! - the chroot-escape mount table becomes one fact: is the host's root mount in it.
 //!
@@ -113,6 +115,9 @@ pub fn flatten_report(r: &Report, ctx: &Ctx, seen: &Seen) -> BTreeMap<String, Va
         // Only "init of its pid namespace or not" is spec'd; other pid numbers are chance.
         map.insert("pid".into(), json!(if r.pid == 1 { "1" } else { "not 1" }));
         map.insert("mounts".into(), mounts_by_point(&r.mounts));
+        // podvisor is cgroup2-only by design: v1 hierarchies on a hybrid host are not compared.
+        let unified: Vec<&String> = r.cgroup.iter().filter(|l| l.starts_with("0::")).collect();
+        map.insert("cgroup".into(), json!(unified));
         map.insert("devices".into(), devices(r));
         if let Some(escape) = &r.escape {
             map.insert("escape".into(), escape_view(escape));

@@ -265,6 +265,15 @@ fn user_and_process(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
         r.env.iter().any(|e| e.starts_with("PATH=")),
         format!("env lacks PATH: {:?}", r.env),
     );
+    // Not in the OCI spec, but runc and crun both do it and images rely on it: an env without
+    // HOME gets the user's home directory from the rootfs's /etc/passwd.
+    c.that(
+        r.env.iter().any(|e| e == "HOME=/home/probe"),
+        format!(
+            "HOME should come from /etc/passwd (runc and crun do this): {:?}",
+            r.env
+        ),
+    );
     c.eq(
         "argv",
         r.args.clone(),
