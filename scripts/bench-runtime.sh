@@ -13,6 +13,7 @@
 # container asks for no limits, so no runtime needs a controller.
 #
 # usage: scripts/bench-runtime.sh [ROUNDS]    (default 50; needs root)
+#   PODVISOR_OCI_BIN=PATH  benchmark that podvisor-oci binary instead of building release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-50}
@@ -20,9 +21,12 @@ ws=$PWD
 
 if [ -z "${PODVISOR_BENCH_INNER:-}" ]; then
   if [ "$(id -u)" != 0 ]; then echo "bench-runtime: needs root" >&2; exit 1; fi
-  echo "building podvisor-oci (release)..." >&2
-  if ! cargo build --quiet --release -p podvisor-runtime --bin podvisor-oci >&2; then
-    echo "bench-runtime: podvisor-oci does not build; benchmarking the peers only" >&2
+  if [ -n "${PODVISOR_OCI_BIN:-}" ]; then
+    echo "using podvisor-oci at $PODVISOR_OCI_BIN" >&2
+  else
+    echo "building podvisor-oci (release)..." >&2
+    cargo build --quiet --release -p podvisor-runtime --bin podvisor-oci >&2 ||
+      echo "bench-runtime: podvisor-oci does not build; benchmarking the peers only" >&2
   fi
   scripts/build-busybox-rootfs target/podvisor-tests/rootfs
   exec unshare -m --propagation private env PODVISOR_BENCH_INNER=1 "$0" "$@"
@@ -73,7 +77,8 @@ JSON
 
 declare -A bin
 peers=()
-if [ -x "$ws/target/release/podvisor-oci" ]; then bin[podvisor-oci]=$ws/target/release/podvisor-oci; peers+=(podvisor-oci); fi
+oci=${PODVISOR_OCI_BIN:-$ws/target/release/podvisor-oci}
+if [ -x "$oci" ]; then bin[podvisor-oci]=$oci; peers+=(podvisor-oci); fi
 bin[crun]=$(command -v crun); peers+=(crun)
 bin[runc]=$(command -v runc); peers+=(runc)
 peers+=(floor)
@@ -142,4 +147,4 @@ for p in "${peers[@]}"; do
   label=$p; [ "$p" = floor ] && label="floor(unshare)"
   printf '%-14s %10s %10s %6s %12s\n' "$label" "$med" "$p90" "$cnt" "$ratio"
 done
-[ -n "${bin[podvisor-oci]:-}" ] || echo "podvisor-oci: not measured (target/release/podvisor-oci missing)"
+[ -n "${bin[podvisor-oci]:-}" ] || echo "podvisor-oci: not measured ($oci missing)"
