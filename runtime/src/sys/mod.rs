@@ -1,0 +1,15 @@
+//! Every `unsafe` operation of the workspace lives here: thin wrappers over the syscalls
+//! rustix does not offer (`clone3` with `CLONE_INTO_CGROUP`/`CLONE_PIDFD`/`CLONE_PARENT`,
+//! `seccomp(2)`, `mount(2)` with arbitrary flags, `close_range(2)`).
+//!
+//! Each wrapper takes and returns owned or borrowed file descriptors, never bare integers
+//! the caller must remember to close.
+
+mod clone;
+mod misc;
+
+pub use clone::{ReexecChild, fork_into_parent, spawn_reexec};
+pub use misc::{
+    SockFilter, borrow_inherited, install_seccomp, mark_cloexec_from, mount, owned_from_inherited,
+    pidfd_kill, unblock_all_signals,
+};
