@@ -233,34 +233,39 @@ impl Runtime {
     }
 }
 
-/// Runs a command with piped stdout/stderr, killing it after [`TIMEOUT`].
+/// Runs a command with piped stdout/stderr, killing it after [`TIMEOUT`]. Output still held
+/// open after the command exits (a container that inherited the pipe) is not waited for
+/// beyond the same deadline.
 pub fn run_captured(mut cmd: Command, what: &str) -> Result<Output, String> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let deadline = Instant::now() + TIMEOUT;
     let mut child = cmd.spawn().map_err(|e| format!("spawn {what}: {e}"))?;
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
+    let out = reader(child.stdout.take());
+    let err = reader(child.stderr.take());
     let status = wait_with_timeout(child).map_err(|e| format!("{what}: {e}"))?;
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
+    let collect = |rx: std::sync::mpsc::Receiver<String>| {
+        let left = deadline.saturating_duration_since(Instant::now());
+        rx.recv_timeout(left)
+            .unwrap_or_else(|_| "(output pipe still held open)".to_string())
+    };
     Ok(Output {
         status,
-        stdout,
-        stderr,
+        stdout: collect(out),
+        stderr: collect(err),
     })
+}
+
+/// Reads a pipe to EOF on a thread, delivering the text on a channel.
+fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_string(&mut s);
+        }
+        let _ = tx.send(s);
+    });
+    rx
 }
 
 fn wait_with_timeout(mut child: std::process::Child) -> Result<ExitStatus, String> {

@@ -6,6 +6,7 @@ mod filesystem;
 mod lifecycle;
 mod namespaces;
 mod process;
+mod verbs;
 
 use crate::fixture::Rootfs;
 use crate::report::{Report, parse_ns_link};
@@ -199,5 +200,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(namespaces::CASES);
     cases.extend_from_slice(filesystem::CASES);
     cases.extend_from_slice(process::CASES);
+    cases.extend_from_slice(verbs::CASES);
     cases
 }
