@@ -6,6 +6,7 @@ mod filesystem;
 mod lifecycle;
 mod namespaces;
 mod process;
+mod terminal;
 mod verbs;
 
 use crate::fixture::Rootfs;
@@ -201,5 +202,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(filesystem::CASES);
     cases.extend_from_slice(process::CASES);
     cases.extend_from_slice(verbs::CASES);
+    cases.extend_from_slice(terminal::CASES);
     cases
 }
