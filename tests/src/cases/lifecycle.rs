@@ -44,6 +44,12 @@ pub const CASES: &[Case] = &[
     },
 ];
 
+/// Runs after every other case: nothing of this suite run may remain.
+pub const LAST: Case = Case {
+    name: "no_container_of_this_run_is_left_behind",
+    run: nothing_left_of_this_run,
+};
+
 /// A created container that is force-deleted when the case ends, whatever happened.
 struct Container<'a> {
     ctx: &'a Ctx,
@@ -381,6 +387,57 @@ fn failed_create(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
         &id,
         if pid > 0 { pid } else { i64::MAX },
         &b.dir,
+    );
+    c.finish()
+}
+
+/// Every container id, cgroup and state directory of this run ends with `-<tag>`: after all
+/// cases (each of which deletes what it made, even when it fails), none may remain.
+fn nothing_left_of_this_run(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
+    let mut c = Checks::default();
+    let suffix = format!("-{}", ctx.tag);
+    let listed = ctx
+        .runtime
+        .invoke_ok(&["list", "-q"])
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let ours: Vec<&str> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(&suffix))
+        .collect();
+    c.that(
+        ours.is_empty(),
+        format!("containers still listed: {ours:?}"),
+    );
+    let parent = cgroup2_root().join(super::CGROUP_PARENT.trim_start_matches('/'));
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let cgroups: Vec<String> = names(&parent)
+        .into_iter()
+        .filter(|n| n.ends_with(&suffix))
+        .collect();
+    c.that(
+        cgroups.is_empty(),
+        format!("cgroups left under {}: {cgroups:?}", parent.display()),
+    );
+    let states: Vec<String> = names(&ctx.runtime.root)
+        .into_iter()
+        .filter(|n| n.ends_with(&suffix))
+        .collect();
+    c.that(
+        states.is_empty(),
+        format!(
+            "state directories left in {}: {states:?}",
+            ctx.runtime.root.display()
+        ),
     );
     c.finish()
 }

@@ -203,5 +203,6 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(process::CASES);
     cases.extend_from_slice(verbs::CASES);
     cases.extend_from_slice(terminal::CASES);
+    cases.push(lifecycle::LAST);
     cases
 }
