@@ -30,10 +30,20 @@ pub struct StepError {
 impl StepError {
     /// From an `io::Error`, keeping its errno.
     pub fn io(step: impl Into<String>, e: &std::io::Error) -> Self {
+        let message = match e.raw_os_error() {
+            Some(n) => {
+                let errno = syscalls::Errno::new(n);
+                match (errno.name(), errno.description()) {
+                    (Some(name), Some(desc)) => format!("{name} ({desc})"),
+                    _ => e.to_string(),
+                }
+            }
+            None => e.to_string(),
+        };
         StepError {
             step: step.into(),
             errno: e.raw_os_error(),
-            message: e.to_string(),
+            message,
         }
     }
 
@@ -127,4 +137,31 @@ pub fn recv<T: DeserializeOwned>(
     }
     let msg = serde_json::from_slice(&buf[..n]).map_err(std::io::Error::other)?;
     Ok(Some((msg, fds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_errors_name_the_errno() {
+        let e = StepError::io(
+            "pivot_root into /r",
+            &std::io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert_eq!(e.errno, Some(libc::EINVAL));
+        assert!(e.message.starts_with("EINVAL"), "{}", e.message);
+    }
+
+    #[test]
+    fn messages_and_descriptors_cross_a_socket_pair() {
+        let (a, b) = pair().unwrap();
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        send(a.as_fd(), &FromInit::Spawned { pid: 7 }, &[r.as_fd()]).unwrap();
+        let (msg, fds) = recv::<FromInit>(b.as_fd()).unwrap().unwrap();
+        assert_eq!(msg, FromInit::Spawned { pid: 7 });
+        assert_eq!(fds.len(), 1);
+        drop(a);
+        assert!(recv::<FromInit>(b.as_fd()).unwrap().is_none());
+    }
 }

@@ -199,6 +199,11 @@ fn create_in(
         .to_string()
     };
     let spec_hooks = spec.hooks().as_ref();
+    // Deprecated `prestart` hooks run where runc runs them: with createRuntime, in the
+    // runtime's namespaces, after the container's namespaces exist.
+    #[allow(deprecated)]
+    let prestart = hooks::specs(spec_hooks.and_then(|h| h.prestart().as_ref()));
+    hooks::run_hooks("prestart", &prestart, &hook_state(pid, "creating"))?;
     hooks::run_hooks(
         "createRuntime",
         &hooks::specs(spec_hooks.and_then(|h| h.create_runtime().as_ref())),
