@@ -42,16 +42,17 @@ fn main() -> ExitCode {
     };
     let cases = runner::selected(&filters);
     println!(
-        "{:<52} {:<8} {:<8} {:>6} {:>6}  result",
+        "{:<56} {:<12} {:<12} {:>6} {:>6}  result",
         "check", &a.runtime.name, &b.runtime.name, "fields", "diff"
     );
     let verdict = |r: &Result<(), String>| if r.is_ok() { "ok" } else { "FAILED" };
     let (mut same, mut different) = (0, 0);
+    let mut by_field: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for case in &cases {
         let c = compare_case([&a, &b], case);
         let word = if c.same() { "same" } else { "different" };
         println!(
-            "{:<52} {:<8} {:<8} {:>6} {:>6}  {word}",
+            "{:<56} {:<12} {:<12} {:>6} {:>6}  {word}",
             c.case,
             verdict(&c.results[0]),
             verdict(&c.results[1]),
@@ -71,12 +72,19 @@ fn main() -> ExitCode {
             }
         }
         for (field, va, vb) in &c.differences {
+            *by_field.entry(field.clone()).or_default() += 1;
             println!(
                 "    {field}: {} {va} | {} {vb}",
                 a.runtime.name, b.runtime.name
             );
         }
         if c.same() { same += 1 } else { different += 1 }
+    }
+    if !by_field.is_empty() {
+        println!("report fields that differ (number of checks):");
+        for (field, n) in &by_field {
+            println!("    {field}: {n}");
+        }
     }
     runner::cleanup(&a);
     runner::cleanup(&b);
