@@ -6,6 +6,7 @@ mod filesystem;
 mod lifecycle;
 mod namespaces;
 mod process;
+mod propagation;
 mod terminal;
 mod verbs;
 
@@ -200,6 +201,7 @@ pub fn all() -> Vec<Case> {
     cases.extend_from_slice(lifecycle::CASES);
     cases.extend_from_slice(namespaces::CASES);
     cases.extend_from_slice(filesystem::CASES);
+    cases.extend_from_slice(propagation::CASES);
     cases.extend_from_slice(process::CASES);
     cases.extend_from_slice(verbs::CASES);
     cases.extend_from_slice(terminal::CASES);
