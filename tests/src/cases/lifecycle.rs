@@ -320,6 +320,20 @@ fn exec_joins(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
         r.hostname.as_str(),
         "podvisor-test",
     );
+    // runc's exec takes the container's process settings as defaults: an exec'd process must
+    // not hold more privilege than the container's own process.
+    let caps = crate::spec::DEFAULT_CAPS.iter().try_fold(0u64, |acc, n| {
+        <caps::Capability as std::str::FromStr>::from_str(n).map(|cap| acc | cap.bitmask())
+    });
+    let caps = caps.map_err(|e| format!("capability table: {e}"))?;
+    c.eq("exec'd process CapBnd", r.status.cap_bnd, caps);
+    c.eq("exec'd process CapEff", r.status.cap_eff, caps);
+    c.eq("exec'd process CapPrm", r.status.cap_prm, caps);
+    c.eq(
+        "exec'd process NoNewPrivs (the container's)",
+        r.status.no_new_privs,
+        1,
+    );
     seen.report = Some(r);
     c.finish()
 }
