@@ -385,7 +385,15 @@ fn failed_create(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
     b.write()?;
     let mut c = Checks::default();
     let r = ctx.runtime.create(&b.dir, &id);
-    c.that(r.is_err(), "create with a missing bind source should fail");
+    match &r {
+        Ok(()) => c.that(false, "create with a missing bind source should fail"),
+        // The error must name what failed and keep the errno (ENOENT), however it is spelled.
+        Err(e) => c.that(
+            e.contains("does-not-exist")
+                && (e.to_lowercase().contains("no such file") || e.contains("ENOENT")),
+            format!("the error should name the missing source and ENOENT: {e}"),
+        ),
+    }
     let st = ctx.runtime.state(&id);
     c.that(
         st.is_err(),
