@@ -91,6 +91,9 @@ fn run_plan(plan: &InitPlan, sock: BorrowedFd<'_>) -> Step<i32> {
     }
     process::set_hostname(plan.hostname.as_deref(), plan.domainname.as_deref())?;
     process::write_sysctls(&plan.sysctl)?;
+    if let Some(rootfs) = &plan.rootfs {
+        rootfs::finalize(rootfs)?;
+    }
     let p = &plan.process;
     process::set_oom_score_adj(p.oom_score_adj)?;
     process::new_session()?;
@@ -129,7 +132,8 @@ fn run_plan(plan: &InitPlan, sock: BorrowedFd<'_>) -> Step<i32> {
     if let (Some(filter), true) = (&p.seccomp, p.no_new_privs) {
         process::install_seccomp(filter)?;
     }
-    Err(process::exec_workload(&p.args, &p.env))
+    let env = process::with_home(&p.env, p.uid);
+    Err(process::exec_workload(&p.args, &env))
 }
 
 /// Borrow an inherited descriptor number given in the plan.

@@ -259,6 +259,28 @@ pub(super) fn install_seccomp(p: &SeccompProgram) -> Step {
     crate::sys::install_seccomp(&p.program, p.flags).map_err(io_step("install seccomp filter"))
 }
 
+/// `env` with `HOME` added when missing: the home of `uid` in the container's
+/// `/etc/passwd`, else `/` (what runc and crun do).
+pub(super) fn with_home(env: &[String], uid: u32) -> Vec<String> {
+    let mut out = env.to_vec();
+    if !env.iter().any(|kv| kv.starts_with("HOME=")) {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        out.push(format!("HOME={}", home_of(&passwd, uid).unwrap_or("/")));
+    }
+    out
+}
+
+/// Home directory of `uid` in a passwd file.
+pub(crate) fn home_of(passwd: &str, uid: u32) -> Option<&str> {
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        match f.as_slice() {
+            [_, _, id, _, _, home, ..] if id.parse() == Ok(uid) && !home.is_empty() => Some(*home),
+            _ => None,
+        }
+    })
+}
+
 /// Exec the workload; returns only the error.
 pub(super) fn exec_workload(args: &[String], env: &[String]) -> StepError {
     let Some((prog, rest)) = args.split_first() else {
@@ -277,4 +299,18 @@ pub(super) fn exec_workload(args: &[String], env: &[String]) -> StepError {
     }
     let e = cmd.exec();
     StepError::io(format!("exec {prog}"), &e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn home_comes_from_passwd_by_uid() {
+        let pw = "root:x:0:0:root:/root:/bin/sh\nbad line\nwww:x:33:33::/var/www:/bin/false\nnohome:x:7:7:::\n";
+        assert_eq!(home_of(pw, 0), Some("/root"));
+        assert_eq!(home_of(pw, 33), Some("/var/www"));
+        assert_eq!(home_of(pw, 7), None);
+        assert_eq!(home_of(pw, 1000), None);
+    }
 }

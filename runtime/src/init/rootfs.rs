@@ -80,8 +80,8 @@ fn comps(p: &str) -> VecDeque<String> {
         .collect()
 }
 
-/// Perform the rootfs plan; `create_container_hooks` runs after the mounts, before
-/// `pivot_root` (OCI: in the container namespace, runtime paths still visible).
+/// Assemble the rootfs up to `pivot_root`; `create_container_hooks` runs after the mounts,
+/// before `pivot_root` (OCI: in the container namespace, runtime paths still visible).
 pub(super) fn prepare(p: &RootfsPlan, create_container_hooks: impl FnOnce(()) -> Step) -> Step {
     set_root_propagation(p.propagation)?;
     bind_rootfs(&p.root)?;
@@ -101,6 +101,12 @@ pub(super) fn prepare(p: &RootfsPlan, create_container_hooks: impl FnOnce(()) ->
     } else {
         move_root(&p.root)?;
     }
+    Ok(())
+}
+
+/// After hostname and sysctl (which write under `/proc/sys`): masked and read-only paths,
+/// the read-only root and the final propagation (runc's order).
+pub(super) fn finalize(p: &RootfsPlan) -> Step {
     for path in &p.masked_paths {
         mask_path(path)?;
     }

@@ -157,8 +157,8 @@ pub fn fork_into_parent() -> io::Result<Option<(i32, OwnedFd)>> {
     let mut args = CloneArgs {
         flags: CLONE_PARENT | CLONE_PIDFD,
         pidfd: std::ptr::addr_of_mut!(pidfd) as u64,
-        // The kernel requires exit_signal 0 with CLONE_PARENT only for init processes; the
-        // parent's own exit signal is used for the sibling.
+        // Ignored with CLONE_PARENT: the sibling inherits the caller's own exit signal
+        // (SIGCHLD, as spawn_reexec cloned it), which goes to the shared parent.
         exit_signal: 0,
         ..CloneArgs::default()
     };

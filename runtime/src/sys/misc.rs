@@ -86,7 +86,7 @@ pub fn mark_cloexec_from(first: u32) -> io::Result<()> {
         libc::syscall(
             libc::SYS_close_range,
             first as libc::c_long,
-            libc::c_long::from(u32::MAX as i32),
+            libc::c_long::from(u32::MAX),
             CLOSE_RANGE_CLOEXEC,
         )
     };
