@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times create + start + wait + delete of a trivial container (busybox `true`, same bundle)
-# for podvisor-oci (release build), crun and runc, interleaved round by round in one run, plus
+# for podvisor-oci (release build), crun, runc and crun without cgroups, interleaved round by round in one run, plus
 # the floor: a bare `unshare` of the same namespaces + chroot + exec of the same binary in the
 # same rootfs. Prints median, p90 and the ratio of medians to crun.
 #
@@ -81,6 +81,10 @@ oci=${PODVISOR_OCI_BIN:-$ws/target/release/podvisor-oci}
 if [ -x "$oci" ]; then bin[podvisor-oci]=$oci; peers+=(podvisor-oci); fi
 bin[crun]=$(command -v crun); peers+=(crun)
 bin[runc]=$(command -v runc); peers+=(runc)
+# crun without any cgroup work: on a hybrid host crun and runc also create the container's
+# cgroup in every v1 hierarchy, which podvisor-oci (cgroup2 only) does not; this row shows the
+# comparison without that handicap for the peer.
+bin[crun-nocg]="$(command -v crun) --cgroup-manager=disabled"; peers+=(crun-nocg)
 peers+=(floor)
 fifo=$scratch/stdout
 mkfifo "$fifo"
@@ -92,15 +96,17 @@ lifecycle() {
   local rt=$1 id=$2 root=$scratch/root-$1 t0 t1 catpid
   cat "$fifo" > /dev/null & catpid=$!
   t0=${EPOCHREALTIME/./}
-  if "${bin[$rt]}" --root "$root" create --bundle "$bundle" "$id" > "$fifo" 2> "$scratch/err" < /dev/null &&
-     "${bin[$rt]}" --root "$root" start "$id" 2>> "$scratch/err" &&
+  local -a cmd
+  read -r -a cmd <<<"${bin[$rt]}"
+  if "${cmd[@]}" --root "$root" create --bundle "$bundle" "$id" > "$fifo" 2> "$scratch/err" < /dev/null &&
+     "${cmd[@]}" --root "$root" start "$id" 2>> "$scratch/err" &&
      wait "$catpid" &&
-     "${bin[$rt]}" --root "$root" delete --force "$id" 2>> "$scratch/err"; then
+     "${cmd[@]}" --root "$root" delete --force "$id" 2>> "$scratch/err"; then
     t1=${EPOCHREALTIME/./}
     echo $((t1 - t0))
   else
     kill "$catpid" 2>/dev/null || true
-    "${bin[$rt]}" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
+    "${cmd[@]}" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
     echo fail
   fi
 }
