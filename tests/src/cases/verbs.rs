@@ -33,6 +33,10 @@ pub const CASES: &[Case] = &[
         name: "features_prints_the_supported_spec_range",
         run: features,
     },
+    Case {
+        name: "log_format_json_records_errors",
+        run: log_json,
+    },
 ];
 
 fn run_exit_status(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
@@ -328,6 +332,42 @@ fn features(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
             hooks.contains(&json!(h)),
             format!("features.hooks lacks {h}"),
         );
+    }
+    c.finish()
+}
+
+/// `--log FILE --log-format json` (how containerd drives runc): a failing command exits
+/// non-zero and leaves a JSON line with `level` and `msg` in the log file.
+fn log_json(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
+    let log = ctx.work.join("runtime-log.json");
+    let _ = std::fs::remove_file(&log);
+    let log_s = log.to_string_lossy().into_owned();
+    let missing = ctx.id("no-such-container");
+    let out = ctx
+        .runtime
+        .invoke(&["--log", &log_s, "--log-format", "json", "state", &missing])?;
+    let mut c = Checks::default();
+    c.that(
+        !out.status.success(),
+        "state of a missing container should fail",
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let last: Option<Value> = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok());
+    match last {
+        Some(v) => {
+            c.eq("log level", v["level"].as_str(), Some("error"));
+            c.that(
+                v["msg"].as_str().is_some_and(|m| !m.is_empty()),
+                format!("log line has no msg: {v}"),
+            );
+        }
+        None => c.that(
+            false,
+            format!("no JSON line in {}: {text:?}", log.display()),
+        ),
     }
     c.finish()
 }
