@@ -1,6 +1,7 @@
 //! Mount propagation checks: a bind mount's `rshared` option and `linux.rootfsPropagation`
 //! show up as peer groups (`shared:N`) in the container's mountinfo (proc(5)). (Debian's runc
-//! 1.1.5 does not show `/` shared with rootfsPropagation `shared`; crun does.)
+//! 1.1.5 does not make `/` shared with rootfsPropagation `shared`: runc issue #1755, fixed by
+//! runc PR #4724 in 2025; crun does.)
 
 use super::{Case, Checks, Ctx, Seen};
 use crate::report::Report;
