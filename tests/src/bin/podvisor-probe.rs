@@ -349,3 +349,34 @@ fn main() -> std::process::ExitCode {
     }
     std::process::ExitCode::SUCCESS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<String> {
+        std::iter::once("podvisor-probe")
+            .chain(v.iter().copied())
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn flags_collect_their_paths_in_order() {
+        let req = parse_args(&args(&[
+            "--path", "/a", "--write", "/b", "--path", "/c", "--read", "/d", "--escape",
+        ]));
+        let req = req.expect("valid flags");
+        assert_eq!(req.paths, vec!["/a", "/c"]);
+        assert_eq!(req.writes, vec!["/b"]);
+        assert_eq!(req.reads, vec!["/d"]);
+        assert!(req.escape);
+    }
+
+    #[test]
+    fn unknown_flag_and_missing_value_are_errors() {
+        assert!(parse_args(&args(&["--bogus"])).is_err());
+        assert!(parse_args(&args(&["--path"])).is_err());
+        assert!(!parse_args(&args(&[])).expect("no flags").escape);
+    }
+}
