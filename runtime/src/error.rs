@@ -21,15 +21,14 @@ pub enum Error {
         reason: String,
     },
     /// A syscall or file operation done by the runtime failed.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}: {err}", path.display())]
     Io {
         /// What was being done, e.g. `write cgroup file`.
         op: &'static str,
         /// The file or object it was done to.
         path: PathBuf,
-        /// The cause, with its errno.
-        #[source]
-        source: io::Error,
+        /// The cause, with its errno (shown in the message, so not chained as a source).
+        err: io::Error,
     },
     /// A step of container setup, performed by the container init, failed.
     #[error("{step} in container {id}: {message}")]
@@ -86,11 +85,11 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for [`Error::Io`].
-    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, err: io::Error) -> Self {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            err,
         }
     }
 

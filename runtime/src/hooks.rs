@@ -50,6 +50,15 @@ pub fn run_hooks(kind: &'static str, hooks: &[HookSpec], state: &str) -> Result<
     Ok(())
 }
 
+/// Run every hook of a kind whose failures are only warnings (`poststart`, `poststop`: the
+/// spec says the lifecycle continues); returns one message per failed hook.
+pub fn run_hooks_warn(kind: &'static str, hooks: &[HookSpec], state: &str) -> Vec<String> {
+    hooks
+        .iter()
+        .filter_map(|h| run_hook(kind, h, state).err().map(|e| e.to_string()))
+        .collect()
+}
+
 fn run_hook(kind: &'static str, h: &HookSpec, state: &str) -> Result<()> {
     let fail = |reason: String| Error::Hook {
         kind,

@@ -32,6 +32,38 @@
 //! [`container::state`], [`container::exec`], [`container::pause`]/[`container::resume`]
 //! (cgroup freeze) and [`container::stats`] (including `memory.events` `oom_kill`) operate
 //! on the state kept in `<root>/<id>/state.json`.
+//!
+//! ```no_run
+//! use std::os::fd::AsFd;
+//! use podvisor_runtime::container::{self, CgroupLimits, CreateOptions, Stdio};
+//!
+//! # fn main() -> podvisor_runtime::Result<()> {
+//! let (out_r, out_w) = rustix::pipe::pipe().expect("pipe"); // the shim turns out_r into logs
+//! let null = std::fs::File::open("/dev/null").expect("/dev/null");
+//! let root = std::path::PathBuf::from("/run/podvisor/runtime");
+//! let created = container::create(&CreateOptions {
+//!     root: root.clone(),
+//!     id: "etcd".into(),
+//!     bundle: "/var/lib/podvisor/pods/uid/etcd".into(),
+//!     stdio: Stdio { stdin: null.as_fd(), stdout: out_w.as_fd(), stderr: out_w.as_fd() },
+//!     console_socket: None,
+//!     preserve_fds: Vec::new(),
+//!     no_pivot: false,
+//!     cgroup_limits: CgroupLimits::Strict,
+//! })?;
+//! drop(out_w);
+//! container::start(&root, "etcd")?;                      // poststart warnings returned
+//! container::wait_exec("etcd", created.watch.as_fd())?;  // the workload's exec succeeded
+//! let exit = container::wait(&root, "etcd", created.pidfd.as_fd(), None)?; // Code/Signal/OomKilled
+//! container::delete(&root, "etcd", true)?;
+//! # let _ = (exit, out_r); Ok(())
+//! # }
+//! ```
+//!
+//! Layout of a container's state directory: `state.json` (atomically replaced) and, until
+//! `start`, `exec.fifo` (the init blocks opening it for writing; `start` opens it for
+//! reading). The cgroup is `<cgroup2 mount>/<linux.cgroupsPath>` (default
+//! `podvisor/<id>`).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

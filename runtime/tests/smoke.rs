@@ -345,6 +345,27 @@ fn check_no_pivot(env: &Env) -> Result<(), String> {
     env.nothing_left(id)
 }
 
+fn check_device_cgroup(env: &Env) -> Result<(), String> {
+    let id = "devices";
+    let script = "echo x > /dev/null && echo null-ok; mknod /dev/kmsg2 c 1 11 && echo mknod-ok; echo podvisor-smoke-device-check > /dev/kmsg2";
+    let mut cfg = with_cgroup(base_config(&["sh", "-c", script]), id);
+    for set in ["bounding", "effective", "permitted"] {
+        if let Some(caps) = cfg["process"]["capabilities"][set].as_array_mut() {
+            caps.push(json!("CAP_MKNOD"));
+        }
+    }
+    cfg["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    env.config(&cfg);
+    let o = env.oci(&["run", id]);
+    let out = text(&o);
+    for want in ["null-ok", "mknod-ok", "Operation not permitted"] {
+        if !out.contains(want) {
+            return Err(format!("device cgroup: expected {want:?} in:\n{out}"));
+        }
+    }
+    env.nothing_left(id)
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var("PODVISOR_SKIP_PRIVILEGED").as_deref() == Ok("1") {
@@ -366,7 +387,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 8] = [
         (
             "namespaces_caps_seccomp_rlimits_cgroup_seen_from_inside",
             check_inside,
@@ -389,6 +410,10 @@ fn main() {
             check_pause_resume_and_hooks,
         ),
         ("no_pivot_moves_the_rootfs_over_slash", check_no_pivot),
+        (
+            "device_rules_deny_what_they_do_not_allow",
+            check_device_cgroup,
+        ),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {

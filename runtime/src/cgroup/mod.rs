@@ -2,6 +2,7 @@
 //! controllers its limits need (only those the parent offers), apply limits, freeze,
 //! `cgroup.kill`, stats.
 
+mod devices;
 mod resources;
 
 use std::fs;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, errno};
 
+pub use devices::{BpfInsn, DeviceRule, compile as compile_device_filter, device_rules};
 pub use resources::{
     CgroupWrite, check_controllers, cpu_weight_from_shares, io_weight_from_blkio, resource_writes,
 };

@@ -30,7 +30,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Start { id } => {
-            container::start(root, id)?;
+            warn(&container::start(root, id)?);
             Ok(0)
         }
         Command::Run {
@@ -53,7 +53,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             match container::delete(root, id, *force) {
                 // runc: deleting a missing container with --force succeeds.
                 Err(crate::Error::NotFound(_)) if *force => Ok(0),
-                r => r.map(|()| 0).map_err(Into::into),
+                r => r.map(|w| warn(&w)).map(|()| 0).map_err(Into::into),
             }
         }
         Command::Exec(a) => exec(cli, a),
@@ -87,6 +87,13 @@ pub fn run(cli: &Cli) -> Result<i32> {
             println!("{ev}");
             Ok(0)
         }
+    }
+}
+
+/// Print warnings (failed poststart/poststop hooks, skipped limits) on stderr.
+fn warn(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("podvisor-oci: warning: {w}");
     }
 }
 
@@ -139,9 +146,7 @@ fn create(cli: &Cli, a: &CreateArgs) -> Result<container::Created> {
         },
     };
     let created = container::create(&opts)?;
-    for w in &created.warnings {
-        eprintln!("podvisor-oci: warning: {w}");
-    }
+    warn(&created.warnings);
     if let Err(e) = write_pid_file(a.pid_file.as_ref(), created.pid) {
         let _ = container::delete(&cli.root, &a.id, true);
         return Err(e);
@@ -161,6 +166,7 @@ fn exit_code(status: Option<WaitIdStatus>) -> i32 {
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
     let created = create(cli, a)?;
     let started = container::start(&cli.root, &a.id)
+        .map(|w| warn(&w))
         .map_err(anyhow::Error::from)
         .and_then(|()| container::wait_exec(&a.id, created.watch.as_fd()).map_err(Into::into));
     if let Err(e) = started {
@@ -173,7 +179,7 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     forward_signals_until_exit(created.pidfd.as_fd())?;
     let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
     if !keep {
-        container::delete(&cli.root, &a.id, true)?;
+        warn(&container::delete(&cli.root, &a.id, true)?);
     }
     Ok(exit.shell_code())
 }

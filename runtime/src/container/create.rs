@@ -145,6 +145,7 @@ fn create_in(
     undo.cgroup = Some(cg.clone());
     cg.apply(&writes)?;
     let cg_fd = cg.open_dir()?;
+    attach_device_filter(spec, &cg, cg_fd.as_fd())?;
 
     // exec fifo: the init blocks opening it for writing until `start` opens it for reading.
     let fifo_path = state_dir.join("exec.fifo");
@@ -246,6 +247,41 @@ fn create_in(
         pidfd,
         warnings,
         watch: parent_sock,
+    })
+}
+
+/// Enforce `linux.resources.devices` with an eBPF device program on the container's cgroup.
+fn attach_device_filter(spec: &Spec, cg: &CgroupDir, cg_fd: BorrowedFd<'_>) -> Result<()> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(());
+    };
+    let rules = linux
+        .resources()
+        .as_ref()
+        .and_then(|r| r.devices().clone())
+        .unwrap_or_default();
+    let devices: Vec<(char, u32, u32)> = linux
+        .devices()
+        .iter()
+        .flatten()
+        .map(|d| {
+            let kind = if d.typ() == oci_spec::runtime::LinuxDeviceType::B {
+                'b'
+            } else {
+                'c'
+            };
+            (kind, d.major() as u32, d.minor() as u32)
+        })
+        .collect();
+    let Some(rules) = cgroup::device_rules(&rules, &devices) else {
+        return Ok(());
+    };
+    crate::sys::attach_device_filter(cg_fd, &cgroup::compile_device_filter(&rules)).map_err(|e| {
+        Error::io(
+            "attach device filter (linux.resources.devices) to",
+            cg.path(),
+            e,
+        )
     })
 }
 

@@ -90,8 +90,9 @@ fn hook_state(st: &StoredState, status: Status) -> String {
 
 /// Start a created container: open the exec fifo for reading (releasing the init), read
 /// its byte, remove the fifo, run poststart hooks. Waits in poll(2) on the fifo and the
-/// init's pidfd together, so an init that died is reported instead of hanging.
-pub fn start(root: &Path, id: &str) -> Result<()> {
+/// init's pidfd together, so an init that died is reported instead of hanging. Returns
+/// the warnings of failed poststart hooks (they do not fail the start).
+pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
     let st = state::load(root, id)?;
     let status = status(root, &st);
     if status != Status::Created {
@@ -137,11 +138,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
         }
     }
     let _ = fs::remove_file(&fifo_path);
-    hooks::run_hooks(
+    Ok(hooks::run_hooks_warn(
         "poststart",
         &st.poststart,
         &hook_state(&st, Status::Running),
-    )
+    ))
 }
 
 /// Send `signal` to the init, or with `all` to every process of the container.
@@ -176,13 +177,14 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
 
 /// Delete a container: a stopped or created one without `force`, a running or paused one
 /// only with `force` (everything in its cgroup is killed with `cgroup.kill`). Removes the
-/// cgroup and state, then runs poststop hooks (their failure is returned after cleanup).
-pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+/// cgroup and state, then runs poststop hooks; their failures are returned as warnings.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     let st = match state::load(root, id) {
         // A create that was killed half-way leaves a directory without state.json.
         Err(Error::NotFound(_)) if force && state::dir(root, id).is_dir() => {
             let dir = state::dir(root, id);
-            return fs::remove_dir_all(&dir).map_err(|e| Error::io("remove state", &dir, e));
+            fs::remove_dir_all(&dir).map_err(|e| Error::io("remove state", &dir, e))?;
+            return Ok(Vec::new());
         }
         r => r?,
     };
@@ -217,7 +219,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     cg.remove()?;
     let dir = state::dir(root, id);
     fs::remove_dir_all(&dir).map_err(|e| Error::io("remove state", &dir, e))?;
-    hooks::run_hooks("poststop", &st.poststop, &hook_state(&st, Status::Stopped))
+    Ok(hooks::run_hooks_warn(
+        "poststop",
+        &st.poststop,
+        &hook_state(&st, Status::Stopped),
+    ))
 }
 
 /// Freeze a running container.
