@@ -34,6 +34,7 @@ mutants=(
   'del(.linux.sysctl)|sysctl'
   '.process.args=["/bin/true"]|run_returns'
   'del(.hooks.poststart)|hooks_run'
+  '.linux.resources.devices=[{"allow": true, "access": "rwm"}]|device_cgroup'
   '.mounts |= map(if .destination=="/out" then .options=["rbind"] else . end)|bind_mount_propagation'
 )
 caught=0 survived=0

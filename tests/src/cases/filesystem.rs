@@ -36,6 +36,10 @@ pub const CASES: &[Case] = &[
         name: "default_and_spec_devices_exist",
         run: devices,
     },
+    Case {
+        name: "device_cgroup_denies_unlisted_devices",
+        run: device_access,
+    },
 ];
 
 const EROFS: i32 = 30;
@@ -395,6 +399,35 @@ fn devices(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
         "/dev/probe-zero from linux.devices (kind, major, minor, mode, uid, gid)",
         extra.map(|d| (d.kind.as_str(), d.major, d.minor, d.mode, d.uid, d.gid)),
         Some(("c", 1, 5, 0o640, 1000, 1000)),
+    );
+    c.finish()
+}
+
+/// `linux.resources.devices` denies everything (runc's default spec), so only the default
+/// devices may be opened: a node for /dev/kmsg (1:11) made from `linux.devices` must refuse
+/// `open(O_WRONLY)` with EPERM, while /dev/null opens. Nothing is ever written.
+fn device_access(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
+    let case = "devaccess";
+    let id = ctx.id(case);
+    let mut b = ctx.probe_bundle(
+        case,
+        &["--write", "/dev/probe-kmsg", "--write", "/dev/null"],
+    );
+    b.push(
+        "/linux/devices",
+        json!({"path": "/dev/probe-kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 0o600}),
+    );
+    let r = ctx.run_probe(&b, &id, seen)?;
+    let mut c = Checks::default();
+    c.eq(
+        "open /dev/null for writing",
+        r.writes.get("/dev/null").copied(),
+        Some(0),
+    );
+    c.eq(
+        "open the unlisted device 1:11 for writing (EPERM)",
+        r.writes.get("/dev/probe-kmsg").copied(),
+        Some(1),
     );
     c.finish()
 }
