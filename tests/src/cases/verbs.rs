@@ -37,6 +37,10 @@ pub const CASES: &[Case] = &[
         name: "log_format_json_records_errors",
         run: log_json,
     },
+    Case {
+        name: "run_forwards_signals_to_the_container",
+        run: run_forwards_signals,
+    },
 ];
 
 fn run_exit_status(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
@@ -369,5 +373,69 @@ fn log_json(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
             format!("no JSON line in {}: {text:?}", log.display()),
         ),
     }
+    c.finish()
+}
+
+/// A foreground `run` relays the signals it receives to the container's init (runc and crun
+/// do; a supervisor stopping a container by signalling its runtime relies on it): SIGTERM to
+/// the runtime reaches the shell's trap, and `run` exits with the trap's status.
+fn run_forwards_signals(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
+    let case = "verb-sigfwd";
+    let id = ctx.id(case);
+    let out = ctx.work.join("sigfwd-out");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    let script = "trap 'exit 3' TERM; echo ready > /out/ready; while :; do sleep 0.05; done";
+    let mut b = ctx.bundle(case, &["/bin/sh", "-c", script]);
+    b.push(
+        "/mounts",
+        json!({"destination": "/out", "type": "bind", "source": out, "options": ["rbind", "rw"]}),
+    );
+    b.write()?;
+    let _ = ctx.runtime.invoke(&["delete", "--force", &id]);
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let mut child = ctx
+        .runtime
+        .command(["run", "--bundle", bundle.as_str(), id.as_str()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn run: {e}"))?;
+    let mut c = Checks::default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !out.join("ready").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c.that(out.join("ready").exists(), "container never became ready");
+    let pid = rustix::process::Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+    match pid {
+        Some(pid) => c.ok(
+            "SIGTERM to the runtime",
+            rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+                .map_err(|e| e.to_string()),
+        ),
+        None => c.ok("runtime pid", Err("invalid pid".to_string())),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break Some(st),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    c.eq(
+        "run's exit status after SIGTERM (the trap's)",
+        status.and_then(|s| s.code()),
+        Some(3),
+    );
+    let _ = ctx.runtime.invoke(&["delete", "--force", &id]);
     c.finish()
 }
