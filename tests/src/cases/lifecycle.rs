@@ -42,6 +42,10 @@ pub const CASES: &[Case] = &[
         name: "failed_create_leaves_nothing_behind",
         run: failed_create,
     },
+    Case {
+        name: "failing_create_runtime_hook_aborts_and_cleans_up",
+        run: failing_hook,
+    },
 ];
 
 /// Runs after every other case: nothing of this suite run may remain.
@@ -236,6 +240,19 @@ fn kill_then_delete(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
     c.that(
         procs.lines().any(|l| l == pid.to_string()),
         format!("cgroup.procs lacks {pid}: {procs:?}"),
+    );
+    let refused = ctx
+        .runtime
+        .invoke(&["delete", &ct.id])
+        .map(|o| !o.status.success());
+    c.eq(
+        "delete without --force of a running container fails",
+        refused,
+        Ok(true),
+    );
+    c.that(
+        !process_gone(pid),
+        "a refused delete must leave the container running",
     );
     c.ok("kill 9", ctx.runtime.invoke_ok(&["kill", &ct.id, "9"]));
     c.ok(
@@ -460,6 +477,42 @@ fn nothing_left_of_this_run(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
             "state directories left in {}: {states:?}",
             ctx.runtime.root.display()
         ),
+    );
+    c.finish()
+}
+
+/// A `createRuntime` hook that exits non-zero makes create fail (OCI: the runtime must
+/// generate an error and stop the container), and the half-built container is cleaned up.
+fn failing_hook(ctx: &Ctx, _seen: &mut Seen) -> Result<(), String> {
+    let case = "lc-hookfail";
+    let id = ctx.id(case);
+    let mut b = ctx.bundle(case, &["/bin/sleep", "600"]);
+    b.set(
+        "/hooks/createRuntime",
+        json!([{"path": "/bin/busybox", "args": ["busybox", "false"]}]),
+    );
+    b.write()?;
+    let mut c = Checks::default();
+    let r = ctx.runtime.create(&b.dir, &id);
+    c.that(
+        r.is_err(),
+        "create with a failing createRuntime hook should fail",
+    );
+    let st = ctx.runtime.state(&id);
+    let pid = st.as_ref().map(|s| s.pid).unwrap_or(0);
+    c.that(
+        st.is_err(),
+        format!("state after the failed create should fail: {st:?}"),
+    );
+    if pid > 0 {
+        let _ = ctx.runtime.invoke(&["delete", "--force", &id]);
+    }
+    expect_nothing_left(
+        &mut c,
+        ctx,
+        &id,
+        if pid > 0 { pid } else { i64::MAX },
+        &b.dir,
     );
     c.finish()
 }
