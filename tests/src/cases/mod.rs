@@ -3,6 +3,7 @@
 //! asked for. Shared by the `privileged` test binary and `podvisor-oci-compare`.
 
 mod filesystem;
+mod leftovers;
 mod lifecycle;
 mod namespaces;
 mod process;
@@ -199,12 +200,13 @@ impl Checks {
 pub fn all() -> Vec<Case> {
     let mut cases = Vec::new();
     cases.extend_from_slice(lifecycle::CASES);
+    cases.extend_from_slice(leftovers::CASES);
     cases.extend_from_slice(namespaces::CASES);
     cases.extend_from_slice(filesystem::CASES);
     cases.extend_from_slice(propagation::CASES);
     cases.extend_from_slice(process::CASES);
     cases.extend_from_slice(verbs::CASES);
     cases.extend_from_slice(terminal::CASES);
-    cases.push(lifecycle::LAST);
+    cases.push(leftovers::LAST);
     cases
 }
