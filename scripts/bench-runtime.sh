@@ -92,18 +92,22 @@ mkfifo "$fifo"
 now_us() { local t=${EPOCHREALTIME/./}; echo "$t"; }
 
 # One create+start+wait+delete; prints elapsed microseconds, or "fail".
+# One create+start+wait+delete; prints "total create start wait delete" in microseconds, or "fail".
 lifecycle() {
-  local rt=$1 id=$2 root=$scratch/root-$1 t0 t1 catpid
-  cat "$fifo" > /dev/null & catpid=$!
-  t0=${EPOCHREALTIME/./}
+  local rt=$1 id=$2 root=$scratch/root-$1 t0 t1 t2 t3 t4 catpid
   local -a cmd
   read -r -a cmd <<<"${bin[$rt]}"
+  cat "$fifo" > /dev/null & catpid=$!
+  t0=${EPOCHREALTIME/./}
   if "${cmd[@]}" --root "$root" create --bundle "$bundle" "$id" > "$fifo" 2> "$scratch/err" < /dev/null &&
+     t1=${EPOCHREALTIME/./} &&
      "${cmd[@]}" --root "$root" start "$id" 2>> "$scratch/err" &&
+     t2=${EPOCHREALTIME/./} &&
      wait "$catpid" &&
+     t3=${EPOCHREALTIME/./} &&
      "${cmd[@]}" --root "$root" delete --force "$id" 2>> "$scratch/err"; then
-    t1=${EPOCHREALTIME/./}
-    echo $((t1 - t0))
+    t4=${EPOCHREALTIME/./}
+    echo "$((t4 - t0)) $((t1 - t0)) $((t2 - t1)) $((t3 - t2)) $((t4 - t3))"
   else
     kill "$catpid" 2>/dev/null || true
     "${cmd[@]}" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
@@ -120,17 +124,21 @@ floor() {
   echo $((t1 - t0))
 }
 
-declare -A samples
-for p in "${peers[@]}"; do samples[$p]=""; done
+declare -A samples ph_create ph_start ph_wait ph_delete
+for p in "${peers[@]}"; do samples[$p]=""; ph_create[$p]=""; ph_start[$p]=""; ph_wait[$p]=""; ph_delete[$p]=""; done
 n=${#peers[@]}
 for ((round = 0; round < rounds; round++)); do
   for ((k = 0; k < n; k++)); do
     p=${peers[$(((round + k) % n))]}   # rotate the order every round
-    if [ "$p" = floor ]; then us=$(floor); else us=$(lifecycle "$p" "bench-$round"); fi
-    if [ "$us" = fail ]; then
+    if [ "$p" = floor ]; then r=$(floor); else r=$(lifecycle "$p" "bench-$round"); fi
+    if [ "$r" = fail ]; then
       echo "bench-runtime: $p failed in round $round: $(tail -3 "$scratch/err")" >&2
-    else
-      samples[$p]+="$us "
+      continue
+    fi
+    read -r us c st w d <<<"$r"
+    samples[$p]+="$us "
+    if [ -n "${d:-}" ]; then
+      ph_create[$p]+="$c "; ph_start[$p]+="$st "; ph_wait[$p]+="$w "; ph_delete[$p]+="$d "
     fi
   done
 done
@@ -154,3 +162,12 @@ for p in "${peers[@]}"; do
   printf '%-14s %10s %10s %6s %12s\n' "$label" "$med" "$p90" "$cnt" "$ratio"
 done
 [ -n "${bin[podvisor-oci]:-}" ] || echo "podvisor-oci: not measured ($oci missing)"
+echo
+echo "median per step (ms): create returns / start returns / the container's stdout closes / delete returns"
+printf '%-14s %10s %10s %10s %10s\n' runtime create start wait delete
+for p in "${peers[@]}"; do
+  [ "$p" = floor ] && continue
+  med() { stat "$1" | cut -d' ' -f1; }
+  printf '%-14s %10s %10s %10s %10s\n' "$p" "$(med "${ph_create[$p]}")" "$(med "${ph_start[$p]}")" \
+    "$(med "${ph_wait[$p]}")" "$(med "${ph_delete[$p]}")"
+done
