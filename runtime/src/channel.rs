@@ -107,6 +107,33 @@ pub fn send_bytes(
     Ok(())
 }
 
+/// Receive one raw message and its descriptors (the console socket protocol).
+pub fn recv_bytes(sock: BorrowedFd<'_>) -> std::io::Result<(Vec<u8>, Vec<OwnedFd>)> {
+    let mut buf = vec![0u8; 4096];
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(4))];
+    let mut cmsg = RecvAncillaryBuffer::new(&mut space);
+    let n = loop {
+        match recvmsg(
+            sock,
+            &mut [IoSliceMut::new(&mut buf)],
+            &mut cmsg,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(m) => break m.bytes,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(errno(e)),
+        }
+    };
+    let mut fds = Vec::new();
+    for m in cmsg.drain() {
+        if let RecvAncillaryMessage::ScmRights(rights) = m {
+            fds.extend(rights);
+        }
+    }
+    buf.truncate(n);
+    Ok((buf, fds))
+}
+
 /// Receive one message; `None` when the peer closed (for the init's socket: it exec'd).
 pub fn recv<T: DeserializeOwned>(
     sock: BorrowedFd<'_>,

@@ -132,12 +132,20 @@ fn write_pid_file(path: Option<&PathBuf>, pid: i32) -> Result<()> {
 
 fn create(cli: &Cli, a: &CreateArgs) -> Result<container::Created> {
     let console = connect_console(a.console_socket.as_ref())?;
+    create_with_console(cli, a, console.as_ref().map(|c| c.as_fd()))
+}
+
+fn create_with_console(
+    cli: &Cli,
+    a: &CreateArgs,
+    console: Option<BorrowedFd<'_>>,
+) -> Result<container::Created> {
     let opts = CreateOptions {
         root: cli.root.clone(),
         id: a.id.clone(),
         bundle: a.bundle.clone(),
         stdio: stdio(),
-        console_socket: console.as_ref().map(|c| c.as_fd()),
+        console_socket: console,
         preserve_fds: preserved(a.preserve_fds),
         no_pivot: a.no_pivot,
         cgroup_limits: match cli.cgroup_limits {
@@ -163,7 +171,19 @@ fn exit_code(status: Option<WaitIdStatus>) -> i32 {
     }
 }
 
+/// Whether the bundle's process asks for a terminal.
+fn wants_terminal(bundle: &Path) -> bool {
+    std::fs::read_to_string(bundle.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
+}
+
 fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
+    if !detach && a.console_socket.is_none() && wants_terminal(&a.bundle) {
+        return run_with_own_terminal(cli, a, keep);
+    }
     let created = create(cli, a)?;
     let started = container::start(&cli.root, &a.id)
         .map(|w| warn(&w))
@@ -177,6 +197,28 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
         return Ok(0);
     }
     forward_signals_until_exit(created.pidfd.as_fd())?;
+    let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
+    if !keep {
+        warn(&container::delete(&cli.root, &a.id, true)?);
+    }
+    Ok(exit.shell_code())
+}
+
+/// Foreground `run` of a terminal container without a console socket: proxy the pty to
+/// our own terminal, as runc does.
+fn run_with_own_terminal(cli: &Cli, a: &CreateArgs, keep: bool) -> Result<i32> {
+    let (ours, theirs) = super::console::socket_pair()?;
+    let created = create_with_console(cli, a, Some(theirs.as_fd()))?;
+    drop(theirs);
+    let result = super::console::receive_master(&ours).and_then(|master| {
+        container::start(&cli.root, &a.id).map(|w| warn(&w))?;
+        container::wait_exec(&a.id, created.watch.as_fd())?;
+        super::console::proxy(&master, created.pidfd.as_fd(), &FORWARDED)
+    });
+    if let Err(e) = result {
+        let _ = container::delete(&cli.root, &a.id, true);
+        return Err(e);
+    }
     let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
     if !keep {
         warn(&container::delete(&cli.root, &a.id, true)?);

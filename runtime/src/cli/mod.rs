@@ -5,6 +5,7 @@
 //! after the container id, as with runc.
 
 mod commands;
+mod console;
 mod features;
 
 use std::ffi::OsString;

@@ -86,7 +86,11 @@ pub(super) fn prepare(p: &RootfsPlan, create_container_hooks: impl FnOnce(()) ->
     set_root_propagation(p.propagation)?;
     bind_rootfs(&p.root)?;
     for m in &p.mounts {
-        mount_one(&p.root, m)?;
+        if m.fstype == "cgroup2" && !p.cgroupns {
+            bind_own_cgroup(&p.root, m)?;
+        } else {
+            mount_one(&p.root, m)?;
+        }
     }
     create_devices(&p.root, &p.devices, p.bind_devices)?;
     create_dev_links(&p.root)?;
@@ -215,6 +219,38 @@ fn mount_one(root: &Path, m: &MountPlan) -> Step {
             *prop,
             None,
         )?;
+    }
+    Ok(())
+}
+
+/// Without a cgroup namespace, bind the init's own cgroup directory (it was cloned into
+/// it) at the cgroup2 mount's destination, with the mount's flags.
+fn bind_own_cgroup(root: &Path, m: &MountPlan) -> Step {
+    let step = || format!("bind own cgroup at {}", m.destination);
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| StepError::io(step(), &e))?;
+    let mount = crate::cgroup::find_mount(&mountinfo)
+        .ok_or_else(|| StepError::other(step(), "no cgroup2 mount in /proc/self/mountinfo"))?;
+    let own =
+        std::fs::read_to_string("/proc/self/cgroup").map_err(|e| StepError::io(step(), &e))?;
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .ok_or_else(|| StepError::other(step(), "no cgroup v2 line in /proc/self/cgroup"))?;
+    let src = mount.join(rel.trim_start_matches('/'));
+    let target = resolve_in_root(root, &m.destination);
+    create_mountpoint(&target, true).map_err(|e| StepError::io(step(), &e))?;
+    sys_mount(
+        step,
+        Some(&src),
+        &target,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    let flags = m.options.flags & REMOUNT_FLAGS;
+    if flags != 0 {
+        remount_bind(&target, flags, &step())?;
     }
     Ok(())
 }

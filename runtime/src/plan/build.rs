@@ -292,9 +292,6 @@ pub fn plan_container(
                 "a mount without a type must be a bind mount (options bind or rbind)",
             ));
         }
-        // Note: without a cgroup namespace a cgroup2 mount shows the whole hierarchy (runc
-        // binds the container's own cgroup instead); specs that mount cgroups should ask
-        // for a cgroup namespace, as Kubernetes' do.
         mounts.push(MountPlan {
             source,
             destination: dest,
@@ -356,6 +353,7 @@ pub fn plan_container(
         .into_iter()
         .collect();
     let spec_hooks = spec.hooks().as_ref();
+    let cgroupns = has(NsKind::Cgroup);
     let plan = InitPlan {
         id: id.to_string(),
         join,
@@ -369,6 +367,7 @@ pub fn plan_container(
             mounts,
             devices,
             bind_devices: new_userns,
+            cgroupns,
             masked_paths: linux.masked_paths().clone().unwrap_or_default(),
             readonly_paths: linux.readonly_paths().clone().unwrap_or_default(),
         }),

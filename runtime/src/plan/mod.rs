@@ -145,6 +145,10 @@ pub struct RootfsPlan {
     pub devices: Vec<DevicePlan>,
     /// Bind-mount device nodes from the host instead of `mknod` (user namespaces).
     pub bind_devices: bool,
+    /// The container has its own (new or joined) cgroup namespace. Without one, a cgroup2
+    /// mount would show the whole hierarchy, so the container's own cgroup is bound
+    /// instead (runc's behaviour).
+    pub cgroupns: bool,
     /// `linux.maskedPaths`.
     pub masked_paths: Vec<String>,
     /// `linux.readonlyPaths`.
