@@ -34,6 +34,7 @@ mutants=(
   'del(.linux.sysctl)|sysctl'
   '.process.args=["/bin/true"]|run_returns'
   'del(.hooks.poststart)|hooks_run'
+  '.linux.namespaces |= map(select(.type!="cgroup"))|cgroup2_mount'
   '.linux.resources.devices=[{"allow": true, "access": "rwm"}]|device_cgroup'
   '.mounts |= map(if .destination=="/out" then .options=["rbind"] else . end)|bind_mount_propagation'
 )

@@ -30,6 +30,10 @@ pub const CASES: &[Case] = &[
         name: "cgroup_namespace_roots_the_container_cgroup",
         run: cgroup_namespace_roots,
     },
+    Case {
+        name: "cgroup2_mount_in_a_cgroup_namespace_shows_the_container_cgroup",
+        run: cgroup2_mount,
+    },
 ];
 
 fn namespaces_are_new(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
@@ -227,6 +231,49 @@ fn cgroup_namespace_roots(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
     c.that(
         r.namespaces.get("cgroup") != ctx.host_ns.get("cgroup"),
         "cgroup namespace should be new",
+    );
+    c.finish()
+}
+
+/// A `cgroup2` mount at /sys/fs/cgroup inside a cgroup namespace is rooted at the container's
+/// cgroup: its `cgroup.procs` lists only the container's init (pid 1).
+fn cgroup2_mount(ctx: &Ctx, seen: &mut Seen) -> Result<(), String> {
+    let case = "cg-mount";
+    let id = ctx.id(case);
+    let mut b = ctx.probe_bundle(case, &["--read", "/sys/fs/cgroup/cgroup.procs"]);
+    b.push("/linux/namespaces", json!({"type": "cgroup"}));
+    b.push(
+        "/mounts",
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup2", "source": "cgroup2",
+               "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+    );
+    let r = ctx.run_probe(&b, &id, seen)?;
+    let mut c = Checks::default();
+    let m = r
+        .mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == "/sys/fs/cgroup");
+    c.eq(
+        "fs type at /sys/fs/cgroup",
+        m.map(|m| m.fs_type.as_str()),
+        Some("cgroup2"),
+    );
+    c.eq(
+        "root of the cgroup2 mount",
+        m.map(|m| m.root.as_str()),
+        Some("/"),
+    );
+    c.that(
+        m.is_some_and(|m| m.options.iter().any(|o| o == "ro")),
+        format!("cgroup2 mount should be ro: {m:?}"),
+    );
+    c.eq(
+        "cgroup.procs of the container's cgroup",
+        r.files
+            .get("/sys/fs/cgroup/cgroup.procs")
+            .map(String::as_str),
+        Some("1"),
     );
     c.finish()
 }
