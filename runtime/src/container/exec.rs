@@ -121,7 +121,11 @@ pub fn exec(opts: &ExecOptions<'_>) -> Result<Spawned> {
     };
     let result =
         hand_over(&opts.id, &plan, parent_sock.as_fd(), pid, &mut undo).and_then(|(pid, pidfd)| {
-            wait_exec(&opts.id, parent_sock.as_fd())?;
+            if let Err(e) = wait_exec(&opts.id, parent_sock.as_fd()) {
+                // The process exits after reporting; it is our child: reap it.
+                undo.pidfd = Some(pidfd);
+                return Err(e);
+            }
             Ok(Spawned { pid, pidfd })
         });
     if result.is_err() {

@@ -184,6 +184,41 @@ fn id_maps(v: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>) -> Vec<IdMap> {
         .collect()
 }
 
+/// Fields this runtime does not implement are refused by name rather than ignored (AppArmor
+/// and SELinux labels are ignored, as runc does on hosts without those LSMs).
+fn refuse_unsupported(spec: &Spec) -> Result<()> {
+    let unsupported = |field: &str| Err(Error::spec(field, "not supported by podvisor-oci"));
+    if let Some(p) = spec.process() {
+        if p.io_priority().is_some() {
+            return unsupported("process.ioPriority");
+        }
+        if p.scheduler().is_some() {
+            return unsupported("process.scheduler");
+        }
+        if p.exec_cpu_affinity().is_some() {
+            return unsupported("process.execCPUAffinity");
+        }
+    }
+    if let Some(l) = spec.linux() {
+        if l.personality().is_some() {
+            return unsupported("linux.personality");
+        }
+        if l.intel_rdt().is_some() {
+            return unsupported("linux.intelRdt");
+        }
+        if l.memory_policy().is_some() {
+            return unsupported("linux.memoryPolicy");
+        }
+        if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            return unsupported("linux.netDevices");
+        }
+        if l.time_offsets().as_ref().is_some_and(|t| !t.is_empty()) {
+            return unsupported("linux.timeOffsets");
+        }
+    }
+    Ok(())
+}
+
 /// Plan a container from its spec and bundle directory.
 pub fn plan_container(
     id: &str,
@@ -204,6 +239,7 @@ pub fn plan_container(
         .as_ref()
         .ok_or_else(|| Error::spec("root", "missing"))?;
 
+    refuse_unsupported(spec)?;
     let mut clone = ClonePlan::default();
     let mut join = Vec::new();
     for ns in linux.namespaces().iter().flatten() {

@@ -119,7 +119,12 @@ fn no_pivot_and_user_namespace_options() {
 
 #[test]
 fn spec_errors_name_the_field() {
-    let cases: [(&str, &str, serde_json::Value); 6] = [
+    let cases: [(&str, &str, serde_json::Value); 7] = [
+        (
+            "personality",
+            "linux.personality",
+            serde_json::json!({"linux": {"personality": {"domain": "LINUX32"}}}),
+        ),
         (
             "no mount namespace",
             "linux.namespaces",
