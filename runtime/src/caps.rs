@@ -45,6 +45,9 @@ const NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// All capability names, in kernel numbering order (`CAP_CHOWN` is 0).
+pub const ALL_NAMES: &[&str] = &NAMES;
+
 /// Number of the highest capability this runtime knows.
 pub const LAST_CAP: u32 = NAMES.len() as u32 - 1;
 

@@ -84,42 +84,7 @@ pub fn pre_stop(c: &Container) -> Option<PreStop> {
 
 /// The signal number for a name (`SIGTERM`, `TERM`, `sigterm`) or number (`15`).
 pub fn parse_signal(name: &str) -> Option<i32> {
-    let name = name.trim();
-    if let Ok(n) = name.parse::<i32>() {
-        return (1..=64).contains(&n).then_some(n);
-    }
-    let upper = name.to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    const NAMES: [(&str, i32); 24] = [
-        ("HUP", 1),
-        ("INT", 2),
-        ("QUIT", 3),
-        ("ILL", 4),
-        ("TRAP", 5),
-        ("ABRT", 6),
-        ("BUS", 7),
-        ("FPE", 8),
-        ("KILL", 9),
-        ("USR1", 10),
-        ("SEGV", 11),
-        ("USR2", 12),
-        ("PIPE", 13),
-        ("ALRM", 14),
-        ("TERM", 15),
-        ("STKFLT", 16),
-        ("CHLD", 17),
-        ("CONT", 18),
-        ("STOP", 19),
-        ("TSTP", 20),
-        ("TTIN", 21),
-        ("TTOU", 22),
-        ("URG", 23),
-        ("WINCH", 28),
-    ];
-    if let Some(rt) = bare.strip_prefix("RTMIN+") {
-        return rt.parse::<i32>().ok().map(|n| 34 + n).filter(|n| *n <= 64);
-    }
-    NAMES.iter().find(|(n, _)| *n == bare).map(|(_, s)| *s)
+    podvisor_runtime::signal::parse_signal(name.trim()).ok()
 }
 
 /// The stop signal of `c`: its `lifecycle.stopSignal`, else the image's `StopSignal`,
