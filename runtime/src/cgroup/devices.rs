@@ -4,8 +4,9 @@
 //!
 //! Semantics follow runc: rules are read in order and the last matching one decides; when
 //! the spec lists rules, the devices every container needs (null, zero, full, random,
-//! urandom, tty, console, ptmx, pts, tun, and `mknod` of anything) and the spec's own
-//! `linux.devices` are allowed after them. Without rules no program is attached.
+//! urandom, tty, console, ptmx, pts, tun, and `mknod` of anything) are allowed after them.
+//! The spec's `linux.devices` only create nodes: like runc and crun, they grant no access,
+//! so a node the rules do not allow cannot be opened. Without rules no program is attached.
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
@@ -81,12 +82,9 @@ fn default_allowed() -> Vec<DeviceRule> {
     v
 }
 
-/// The rules to enforce, or `None` when the spec has none (no program is attached).
-/// `devices` are the spec's `linux.devices` as (type, major, minor).
-pub fn device_rules(
-    spec: &[LinuxDeviceCgroup],
-    devices: &[(char, u32, u32)],
-) -> Option<Vec<DeviceRule>> {
+/// The rules to enforce (`spec` then runc's default allowed devices), or `None` when
+/// the spec has none (no program is attached). `linux.devices` add no rule.
+pub fn device_rules(spec: &[LinuxDeviceCgroup]) -> Option<Vec<DeviceRule>> {
     if spec.is_empty() {
         return None;
     }
@@ -106,13 +104,6 @@ pub fn device_rules(
         })
         .collect();
     rules.extend(default_allowed());
-    for (kind, major, minor) in devices {
-        let k = if *kind == 'b' { DEV_BLOCK } else { DEV_CHAR };
-        rules.push(DeviceRule {
-            kind: Some(k),
-            ..char_rule(Some(*major), Some(*minor), ACC_ALL)
-        });
-    }
     Some(rules)
 }
 
@@ -230,21 +221,28 @@ mod tests {
         }
     }
 
-    fn rules(json: &str, devices: &[(char, u32, u32)]) -> Vec<DeviceRule> {
+    fn rules(json: &str) -> Vec<DeviceRule> {
         let spec: Vec<LinuxDeviceCgroup> = serde_json::from_str(json).unwrap();
-        device_rules(&spec, devices).unwrap()
+        device_rules(&spec).unwrap()
     }
 
     #[test]
-    fn deny_all_then_defaults_and_spec_devices() {
-        let p = compile(&rules(
-            r#"[{"allow": false, "access": "rwm"}]"#,
-            &[('c', 10, 229)],
-        ));
+    fn deny_all_then_only_the_default_devices() {
+        let p = compile(&rules(r#"[{"allow": false, "access": "rwm"}]"#));
         let (c, b) = (DEV_CHAR, DEV_BLOCK);
         assert_eq!(run(&p, c, ACC_READ | ACC_WRITE, 1, 3), 1, "/dev/null");
         assert_eq!(run(&p, c, ACC_READ, 136, 7), 1, "/dev/pts/7");
-        assert_eq!(run(&p, c, ACC_READ, 10, 229), 1, "spec device /dev/fuse");
+        assert_eq!(run(&p, c, ACC_READ, 10, 200), 1, "/dev/net/tun");
+        assert_eq!(
+            run(&p, c, ACC_WRITE, 1, 11),
+            0,
+            "/dev/kmsg: a linux.devices node gets no rule"
+        );
+        assert_eq!(
+            run(&p, c, ACC_READ, 10, 229),
+            0,
+            "/dev/fuse is not a default"
+        );
         assert_eq!(run(&p, b, ACC_READ, 8, 0), 0, "/dev/sda read");
         assert_eq!(
             run(&p, b, ACC_MKNOD, 8, 0),
@@ -260,7 +258,6 @@ mod tests {
             r#"[{"allow": false, "access": "rwm"},
                 {"allow": true, "type": "b", "major": 8, "access": "r"},
                 {"allow": false, "type": "b", "major": 8, "minor": 1}]"#,
-            &[],
         ));
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 1);
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ | ACC_WRITE, 8, 0), 0);
@@ -282,6 +279,6 @@ mod tests {
 
     #[test]
     fn no_rules_means_no_program() {
-        assert!(device_rules(&[], &[]).is_none());
+        assert!(device_rules(&[]).is_none());
     }
 }

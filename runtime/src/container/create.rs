@@ -260,20 +260,8 @@ fn attach_device_filter(spec: &Spec, cg: &CgroupDir, cg_fd: BorrowedFd<'_>) -> R
         .as_ref()
         .and_then(|r| r.devices().clone())
         .unwrap_or_default();
-    let devices: Vec<(char, u32, u32)> = linux
-        .devices()
-        .iter()
-        .flatten()
-        .map(|d| {
-            let kind = if d.typ() == oci_spec::runtime::LinuxDeviceType::B {
-                'b'
-            } else {
-                'c'
-            };
-            (kind, d.major() as u32, d.minor() as u32)
-        })
-        .collect();
-    let Some(rules) = cgroup::device_rules(&rules, &devices) else {
+    // `linux.devices` only create nodes; like runc and crun they add no allow rule.
+    let Some(rules) = cgroup::device_rules(&rules) else {
         return Ok(());
     };
     crate::sys::attach_device_filter(cg_fd, &cgroup::compile_device_filter(&rules)).map_err(|e| {

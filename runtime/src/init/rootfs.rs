@@ -389,13 +389,28 @@ fn create_dev_links(root: &Path) -> Step {
     Ok(())
 }
 
-/// pivot_root(".", ".") stacks the old root on the new one; detaching "." then removes the
-/// old root without needing a directory for it (runc's trick). The old root is made slave
+/// pivot_root(".", ".") stacks the old root on the new one; detaching the old root then
+/// removes it without needing a directory for it (runc's trick). The old root is made slave
 /// first so the detach does not propagate to the host.
+///
+/// Both steps must name the old root's mount: after the pivot, the working directory is
+/// still the new root's mount (underneath), and a propagation change on "." would reach
+/// it, recursively turning every shared mount of the container (an `rshared` bind) into a
+/// slave without master, i.e. private. Like runc, chdir back into the old root through a
+/// descriptor opened before the pivot.
 fn pivot_root(root: &Path) -> Step {
     let step = || format!("pivot_root into {}", root.display());
+    let old_root = rustix::fs::open(
+        "/",
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| StepError::io("open old root /", &errno(e)))?;
     std::env::set_current_dir(root).map_err(|e| StepError::io(step(), &e))?;
     rustix::process::pivot_root(".", ".").map_err(|e| StepError::io(step(), &errno(e)))?;
+    rustix::process::fchdir(&old_root)
+        .map_err(|e| StepError::io("chdir into the old root", &errno(e)))?;
+    drop(old_root);
     sys_mount(
         || "make old root slave".into(),
         None,
