@@ -283,6 +283,68 @@ fn check_user_namespace(env: &Env) -> Result<(), String> {
     env.nothing_left(id)
 }
 
+fn check_pause_resume_and_hooks(env: &Env) -> Result<(), String> {
+    let id = "hooks";
+    let dir = env._tmp.path().join("hookout");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/{name}", dir.display())]});
+    let mut cfg = with_cgroup(base_config(&["sleep", "1000"]), id);
+    cfg["hooks"] = json!({
+        "createRuntime": [hook("createRuntime")],
+        "poststart": [hook("poststart")],
+        "poststop": [hook("poststop")]
+    });
+    env.config(&cfg);
+    for args in [&["create", id][..], &["start", id][..], &["pause", id][..]] {
+        let o = env.oci(args);
+        if !o.status.success() {
+            return Err(format!("{args:?}: {}", text(&o)));
+        }
+    }
+    if state_status(env, id)? != "paused" {
+        return Err("not paused after pause".into());
+    }
+    let o = env.oci(&["resume", id]);
+    if !o.status.success() || state_status(env, id)? != "running" {
+        return Err(format!("resume: {}", text(&o)));
+    }
+    let o = env.oci(&["events", "--stats", id]);
+    let v: Value =
+        serde_json::from_slice(&o.stdout).map_err(|e| format!("events json: {e}: {}", text(&o)))?;
+    if v["data"]["procs"].as_array().map_or(0, Vec::len) != 1 {
+        return Err(format!("events --stats: {v}"));
+    }
+    let o = env.oci(&["delete", "--force", id]);
+    if !o.status.success() {
+        return Err(format!("delete: {}", text(&o)));
+    }
+    for (name, status) in [
+        ("createRuntime", "creating"),
+        ("poststart", "running"),
+        ("poststop", "stopped"),
+    ] {
+        let body = std::fs::read_to_string(dir.join(name))
+            .map_err(|e| format!("{name} hook did not run: {e}"))?;
+        let st: Value =
+            serde_json::from_str(&body).map_err(|e| format!("{name} state: {e}: {body}"))?;
+        if st["id"] != id || st["status"] != status || st["pid"].as_i64().unwrap_or(0) <= 0 {
+            return Err(format!("{name} hook got state {body}"));
+        }
+    }
+    env.nothing_left(id)
+}
+
+fn check_no_pivot(env: &Env) -> Result<(), String> {
+    let id = "nopivot";
+    env.config(&with_cgroup(base_config(&["sh", "-c", "ls /"]), id));
+    let o = env.oci(&["run", "--no-pivot", id]);
+    let out = text(&o);
+    if !o.status.success() || !out.contains("bin\n") || out.contains("usr\n") {
+        return Err(format!("--no-pivot: {out}"));
+    }
+    env.nothing_left(id)
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var("PODVISOR_SKIP_PRIVILEGED").as_deref() == Ok("1") {
@@ -304,7 +366,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let checks: [(&str, Check); 5] = [
+    let checks: [(&str, Check); 7] = [
         (
             "namespaces_caps_seccomp_rlimits_cgroup_seen_from_inside",
             check_inside,
@@ -322,6 +384,11 @@ fn main() {
             check_failure_cleans_up,
         ),
         ("user_namespace_maps_ids", check_user_namespace),
+        (
+            "pause_resume_stats_and_hooks_with_state",
+            check_pause_resume_and_hooks,
+        ),
+        ("no_pivot_moves_the_rootfs_over_slash", check_no_pivot),
     ];
     let (mut passed, mut failed) = (0, 0);
     for (name, check) in checks {

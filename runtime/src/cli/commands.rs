@@ -170,12 +170,51 @@ fn run_container(cli: &Cli, a: &CreateArgs, detach: bool, keep: bool) -> Result<
     if detach {
         return Ok(0);
     }
-    let status = waitid(WaitId::PidFd(created.pidfd.as_fd()), WaitIdOptions::EXITED)
-        .with_context(|| format!("wait for container {}", a.id))?;
+    forward_signals_until_exit(created.pidfd.as_fd())?;
+    let exit = container::wait(&cli.root, &a.id, created.pidfd.as_fd(), None)?;
     if !keep {
         container::delete(&cli.root, &a.id, true)?;
     }
-    Ok(exit_code(status))
+    Ok(exit.shell_code())
+}
+
+/// Signals a foreground `run` passes on to the container's init, as runc does.
+const FORWARDED: [i32; 7] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGWINCH,
+];
+
+/// Wait in poll(2) for the process behind `pidfd` to exit, forwarding [`FORWARDED`]
+/// signals received meanwhile (read from a signalfd, so no handler runs).
+fn forward_signals_until_exit(pidfd: BorrowedFd<'_>) -> Result<()> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let sfd = crate::sys::block_into_signalfd(&FORWARDED).context("signalfd")?;
+    loop {
+        let mut fds = [
+            PollFd::new(&pidfd, PollFlags::IN),
+            PollFd::new(&sfd, PollFlags::IN),
+        ];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        if !fds[0].revents().is_empty() {
+            return Ok(());
+        }
+        if !fds[1].revents().is_empty() {
+            // struct signalfd_siginfo is 128 bytes; ssi_signo is its first u32.
+            let mut info = [0u8; 128];
+            if rustix::io::read(&sfd, &mut info).is_ok_and(|n| n == 128) {
+                let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
+                let _ = crate::sys::pidfd_kill(pidfd, signo);
+            }
+        }
+    }
 }
 
 /// The process of an exec: `--process` file, or the container's own process with the
@@ -256,6 +295,7 @@ fn exec(cli: &Cli, a: &ExecArgs) -> Result<i32> {
     if a.detach {
         return Ok(0);
     }
+    forward_signals_until_exit(spawned.pidfd.as_fd())?;
     let status = waitid(WaitId::PidFd(spawned.pidfd.as_fd()), WaitIdOptions::EXITED)
         .with_context(|| format!("wait for exec in {}", a.id))?;
     Ok(exit_code(status))

@@ -4,6 +4,7 @@
 mod create;
 mod exec;
 mod ops;
+mod wait;
 
 use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 pub use create::{Created, create};
 pub use exec::{ExecOptions, Spawned, exec, wait_exec};
 pub use ops::{delete, kill, list, pause, ps, resume, start, state, stats, status};
+pub use wait::{Exit, wait};
 
 /// Default state root, as runc's `/run/runc`.
 pub const DEFAULT_ROOT: &str = "/run/podvisor/runtime";

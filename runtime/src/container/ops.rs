@@ -178,7 +178,14 @@ pub fn kill(root: &Path, id: &str, signal: i32, all: bool) -> Result<()> {
 /// only with `force` (everything in its cgroup is killed with `cgroup.kill`). Removes the
 /// cgroup and state, then runs poststop hooks (their failure is returned after cleanup).
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
-    let st = state::load(root, id)?;
+    let st = match state::load(root, id) {
+        // A create that was killed half-way leaves a directory without state.json.
+        Err(Error::NotFound(_)) if force && state::dir(root, id).is_dir() => {
+            let dir = state::dir(root, id);
+            return fs::remove_dir_all(&dir).map_err(|e| Error::io("remove state", &dir, e));
+        }
+        r => r?,
+    };
     let status = status(root, &st);
     if matches!(status, Status::Running | Status::Paused) && !force {
         return Err(Error::BadState {

@@ -92,7 +92,12 @@ pub(super) fn prepare(p: &RootfsPlan, create_container_hooks: impl FnOnce(()) ->
     create_dev_links(&p.root)?;
     create_container_hooks(())?;
     if p.pivot {
-        pivot_root(&p.root)?;
+        match pivot_root(&p.root) {
+            // pivot_root(2) cannot move the initial ramfs/tmpfs root (EINVAL): a podvisor
+            // running from an initramfs falls back to MS_MOVE + chroot, as --no-pivot asks.
+            Err(e) if e.errno == Some(libc::EINVAL) && root_is_initramfs() => move_root(&p.root)?,
+            r => r?,
+        }
     } else {
         move_root(&p.root)?;
     }
@@ -360,6 +365,16 @@ fn pivot_root(root: &Path) -> Step {
     rustix::mount::unmount(".", rustix::mount::UnmountFlags::DETACH)
         .map_err(|e| StepError::io("detach old root", &errno(e)))?;
     std::env::set_current_dir("/").map_err(|e| StepError::io("chdir / after pivot_root", &e))
+}
+
+/// Whether `/` is a ramfs or tmpfs, as the initial root of an initramfs boot is.
+fn root_is_initramfs() -> bool {
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    rustix::fs::statfs("/").is_ok_and(|s| {
+        let t = s.f_type as u64;
+        t == RAMFS_MAGIC || t == TMPFS_MAGIC
+    })
 }
 
 /// The fallback for an initramfs root, where pivot_root(2) returns EINVAL: move the rootfs

@@ -292,10 +292,9 @@ pub fn plan_container(
                 "a mount without a type must be a bind mount (options bind or rbind)",
             ));
         }
-        if fstype == "cgroup2" && !has(NsKind::Cgroup) {
-            // Without a cgroup namespace the container would see the whole hierarchy: bind
-            // the container's own cgroup is what runc does; here mount it read-only below.
-        }
+        // Note: without a cgroup namespace a cgroup2 mount shows the whole hierarchy (runc
+        // binds the container's own cgroup instead); specs that mount cgroups should ask
+        // for a cgroup namespace, as Kubernetes' do.
         mounts.push(MountPlan {
             source,
             destination: dest,

@@ -153,3 +153,33 @@ pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Block `signals` in this thread and return a `signalfd(2)` that reports them, so a
+/// single-threaded caller can wait for signals and a pidfd in one poll(2).
+pub fn block_into_signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given.
+    if unsafe { libc::sigemptyset(set.as_mut_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: initialised by sigemptyset just above.
+    let mut set = unsafe { set.assume_init() };
+    for s in signals {
+        // SAFETY: set is a valid sigset_t; an invalid signal number only returns EINVAL.
+        if unsafe { libc::sigaddset(&mut set, *s) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: set is a valid sigset_t; the old mask is not requested.
+    let ret = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    // SAFETY: -1 asks for a new descriptor; set is valid for the call.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: signalfd just returned this new descriptor; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

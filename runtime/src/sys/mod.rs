@@ -10,6 +10,6 @@ mod misc;
 
 pub use clone::{ReexecChild, fork_into_parent, spawn_reexec};
 pub use misc::{
-    SockFilter, borrow_inherited, install_seccomp, mark_cloexec_from, mount, owned_from_inherited,
-    pidfd_kill, unblock_all_signals,
+    SockFilter, block_into_signalfd, borrow_inherited, install_seccomp, mark_cloexec_from, mount,
+    owned_from_inherited, pidfd_kill, unblock_all_signals,
 };
