@@ -3,3 +3,6 @@
 //! The binary (`main.rs`) is a thin command-line front end over these modules, so the
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod images;

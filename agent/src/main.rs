@@ -16,12 +16,15 @@ struct Cli {
 enum Command {
     /// Print podvisor's version.
     Version,
+    /// Manage the image store: import, pull, ls, rm, prune, inspect.
+    Images(podvisor::images::ImagesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
+        Command::Images(args) => podvisor::images::run(args)?,
     }
     Ok(())
 }
