@@ -6,3 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod images;
+pub mod manifest;
+pub mod pod;
+pub mod render;
+pub mod translate;

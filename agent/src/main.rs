@@ -18,6 +18,8 @@ enum Command {
     Version,
     /// Manage the image store: import, pull, ls, rm, prune, inspect.
     Images(podvisor::images::ImagesArgs),
+    /// Show what podvisor would run for a manifest (defaulted pod, UID, QoS, OCI specs), with no side effects.
+    Render(podvisor::render::RenderArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -25,6 +27,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
         Command::Images(args) => podvisor::images::run(args)?,
+        Command::Render(args) => print!(
+            "{}",
+            podvisor::render::render(&args, std::path::Path::new("/var/lib/podvisor"))?
+        ),
     }
     Ok(())
 }
