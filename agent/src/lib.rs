@@ -3,10 +3,14 @@
 //! The binary (`main.rs`) is a thin command-line front end over these modules, so the
 //! integration tests in `tests/` can drive the same code.
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::unwrap_used))]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::type_complexity))]
 
+pub mod api;
+pub mod cli;
 pub mod images;
+pub mod logs;
 pub mod manifest;
 pub mod pod;
 pub mod render;
+pub mod supervise;
 pub mod translate;

@@ -1,12 +1,18 @@
 //! podvisor: the static-pod supervisor binary (agent, shim and CLI clients).
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+use podvisor::cli::commands;
 
 /// Run Kubernetes static pods with no containerd, runc or kubelet.
 #[derive(Debug, Parser)]
 #[command(name = "podvisor", version)]
 struct Cli {
+    /// Runtime state directory; clients find the agent's socket here.
+    #[arg(long, global = true, default_value = podvisor::cli::client::DEFAULT_STATE)]
+    state: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -20,10 +26,32 @@ enum Command {
     Images(podvisor::images::ImagesArgs),
     /// Show what podvisor would run for a manifest (defaulted pod, UID, QoS, OCI specs), with no side effects.
     Render(podvisor::render::RenderArgs),
+    /// List pods (like `kubectl get pods`).
+    Ps(commands::PsArgs),
+    /// Show one pod with its status.
+    Inspect(commands::InspectArgs),
+    /// Print a container's log.
+    Logs(commands::LogsArgs),
+    /// Show recent pod events.
+    Events(commands::EventsArgs),
+    /// The per-pod shim (started by the agent; not for direct use).
+    #[command(hide = true)]
+    Shim(podvisor::supervise::shim::server::ShimArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // A container init re-executes this binary: it must take over before anything else.
+    podvisor_runtime::run_if_container_init();
     let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        // One line with the cause chain, no backtrace: these are user-facing errors.
+        eprintln!("podvisor: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
         Command::Images(args) => podvisor::images::run(args)?,
@@ -31,6 +59,11 @@ fn main() -> anyhow::Result<()> {
             "{}",
             podvisor::render::render(&args, std::path::Path::new("/var/lib/podvisor"))?
         ),
+        Command::Ps(args) => commands::ps(&args, &cli.state, &mut out)?,
+        Command::Inspect(args) => commands::inspect(&args, &cli.state, &mut out)?,
+        Command::Logs(args) => commands::logs(&args, &cli.state, &mut out)?,
+        Command::Events(args) => commands::events(&args, &cli.state, &mut out)?,
+        Command::Shim(args) => podvisor::supervise::shim::server::run_shim(args.config(cli.state))?,
     }
     Ok(())
 }

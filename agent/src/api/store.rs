@@ -1,0 +1,223 @@
+//! The shared status store: what the supervisor knows, read by the local API, the CLI's
+//! server side and the mirror client.
+//!
+//! The supervisor writes whole pod snapshots (spec + computed status) and events; readers
+//! clone what they need under a short read lock, so a slow client never holds up
+//! supervision.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::Pod;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use crate::supervise::events::{EventRing, NewEvent, PodEvent};
+
+/// How many distinct events the store keeps.
+pub const EVENT_CAPACITY: usize = 1000;
+
+/// One pod as the supervisor last reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodEntry {
+    /// The pod with its computed `status`.
+    pub pod: Pod,
+    /// The pod's log directory (`<log-dir>/<ns>_<name>_<uid>`).
+    pub log_dir: PathBuf,
+    /// The manifest it came from.
+    pub manifest: Option<PathBuf>,
+}
+
+impl PodEntry {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        let meta = &self.pod.metadata;
+        format!(
+            "{}/{}",
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref().unwrap_or_default()
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    pods: BTreeMap<String, PodEntry>,
+    events: EventRing,
+    manifest_errors: BTreeMap<PathBuf, String>,
+}
+
+/// The store: cheap to clone, shared between the supervisor and the API threads.
+#[derive(Debug, Clone)]
+pub struct StatusStore {
+    inner: Arc<RwLock<Inner>>,
+    start_latency: Histogram,
+}
+
+impl Default for StatusStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Why a pod name did not resolve to one pod.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// No pod has that name.
+    #[error("pod {0:?} not found")]
+    NotFound(String),
+    /// The name exists in several namespaces.
+    #[error("pod name {name:?} is ambiguous, use one of: {}", candidates.join(", "))]
+    Ambiguous {
+        /// The name asked for.
+        name: String,
+        /// `namespace/name` of each match.
+        candidates: Vec<String>,
+    },
+}
+
+impl StatusStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(RwLock::new(Inner {
+                pods: BTreeMap::new(),
+                events: EventRing::new(EVENT_CAPACITY),
+                manifest_errors: BTreeMap::new(),
+            })),
+            // 1 ms .. ~16 s
+            start_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+        }
+    }
+
+    // A poisoned lock means a writer panicked mid-update of plain data; the data is still
+    // a valid snapshot, so keep serving it.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Inserts or replaces a pod (keyed by `namespace/name`).
+    pub fn upsert_pod(&self, entry: PodEntry) {
+        self.write().pods.insert(entry.key(), entry);
+    }
+
+    /// Removes a pod by `namespace/name`.
+    pub fn remove_pod(&self, key: &str) -> Option<PodEntry> {
+        self.write().pods.remove(key)
+    }
+
+    /// All pods, sorted by `namespace/name`.
+    pub fn pods(&self) -> Vec<PodEntry> {
+        self.read().pods.values().cloned().collect()
+    }
+
+    /// One pod by `namespace/name` or by a name unique across namespaces.
+    pub fn pod(&self, name: &str) -> Result<PodEntry, LookupError> {
+        let inner = self.read();
+        if let Some(p) = inner.pods.get(name) {
+            return Ok(p.clone());
+        }
+        let matches: Vec<&PodEntry> = inner
+            .pods
+            .values()
+            .filter(|p| p.pod.metadata.name.as_deref() == Some(name))
+            .collect();
+        match matches.as_slice() {
+            [] => Err(LookupError::NotFound(name.to_string())),
+            [one] => Ok((*one).clone()),
+            many => Err(LookupError::Ambiguous {
+                name: name.to_string(),
+                candidates: many.iter().map(|p| p.key()).collect(),
+            }),
+        }
+    }
+
+    /// Records a pod event at `now` (aggregated).
+    pub fn record_event(&self, event: NewEvent<'_>, now: SystemTime) {
+        self.write().events.record(event, now);
+    }
+
+    /// All events, oldest first; only those of pod `name` when given.
+    pub fn events(&self, pod: Option<&str>) -> Vec<PodEvent> {
+        let inner = self.read();
+        inner
+            .events
+            .iter()
+            .filter(|e| pod.is_none_or(|p| e.pod == p || format!("{}/{}", e.namespace, e.pod) == p))
+            .cloned()
+            .collect()
+    }
+
+    /// Marks a manifest as invalid with its error (shown by the API and counted in metrics).
+    pub fn set_manifest_error(&self, path: PathBuf, error: String) {
+        self.write().manifest_errors.insert(path, error);
+    }
+
+    /// Clears a manifest's error (it parsed again, or it is gone).
+    pub fn clear_manifest_error(&self, path: &std::path::Path) {
+        self.write().manifest_errors.remove(path);
+    }
+
+    /// Manifests currently in error.
+    pub fn manifest_errors(&self) -> BTreeMap<PathBuf, String> {
+        self.read().manifest_errors.clone()
+    }
+
+    /// Observes one pod's start latency (manifest seen → first workload process running).
+    pub fn observe_start_latency(&self, latency: Duration) {
+        self.start_latency.observe(latency.as_secs_f64());
+    }
+
+    /// The start latency histogram (for the metrics registry).
+    pub fn start_latency(&self) -> &Histogram {
+        &self.start_latency
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    pub(crate) fn entry(ns: &str, name: &str) -> PodEntry {
+        PodEntry {
+            pod: Pod {
+                metadata: ObjectMeta {
+                    namespace: Some(ns.into()),
+                    name: Some(name.into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            log_dir: PathBuf::from("/nonexistent"),
+            manifest: None,
+        }
+    }
+
+    #[test]
+    fn lookup_by_name_or_key_and_ambiguity() {
+        let store = StatusStore::new();
+        store.upsert_pod(entry("kube-system", "etcd-n1"));
+        store.upsert_pod(entry("default", "web-n1"));
+        store.upsert_pod(entry("other", "web-n1"));
+        assert_eq!(store.pod("etcd-n1").unwrap().key(), "kube-system/etcd-n1");
+        assert_eq!(store.pod("other/web-n1").unwrap().key(), "other/web-n1");
+        assert_eq!(
+            store.pod("web-n1"),
+            Err(LookupError::Ambiguous {
+                name: "web-n1".into(),
+                candidates: vec!["default/web-n1".into(), "other/web-n1".into()]
+            })
+        );
+        assert_eq!(store.pod("nope"), Err(LookupError::NotFound("nope".into())));
+        assert!(store.remove_pod("other/web-n1").is_some());
+        assert_eq!(store.pod("web-n1").unwrap().key(), "default/web-n1");
+        assert_eq!(store.pods().len(), 2);
+    }
+}

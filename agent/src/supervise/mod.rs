@@ -1,0 +1,21 @@
+//! Supervision building blocks: restart policy and backoff, exit records, kubelet-style
+//! status, per-pod state on disk, pod events and the shared status store.
+//!
+//! Decisions here are pure (time is an argument); the reconcile loop and the shim
+//! interpret them.
+
+pub mod adopt;
+pub mod backoff;
+pub mod child;
+pub mod clock;
+pub mod events;
+pub mod exit;
+pub mod phase;
+pub mod podplan;
+pub mod policy;
+pub mod record;
+pub mod shim;
+pub mod state;
+pub mod status;
+pub mod stop;
+pub mod termination;

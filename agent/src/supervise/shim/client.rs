@@ -1,0 +1,214 @@
+//! The agent's side of a shim: spawning `podvisor shim` for a pod, connecting to its
+//! socket, sending requests and receiving pushed exits.
+//!
+//! A reader thread per connection decodes the shim's lines: answers go back to the
+//! caller of [`ShimClient::request`], `exited` pushes go to the supervisor's callback.
+//! The thread blocks in `read(2)`, so an idle pod costs no CPU.
+
+use std::fs::OpenOptions;
+use std::io::{self, BufReader};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::protocol::{self, PROTOCOL_VERSION, ProtocolError, Reply, Request};
+use super::server::ShimArgs;
+use crate::supervise::exit::ExitRecord;
+use crate::supervise::state::PodStateDir;
+
+/// How long a request may take (creating a container includes its whole set-up).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An error talking to a shim.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimClientError {
+    /// Connecting to or spawning the shim failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// The step.
+        what: &'static str,
+        /// The socket or binary.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The conversation broke.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The shim speaks another protocol version.
+    #[error("shim speaks protocol version {0}, this agent {PROTOCOL_VERSION}")]
+    Version(u32),
+    /// No answer in time.
+    #[error("shim did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The shim refused the request.
+    #[error("shim: {message}")]
+    Refused {
+        /// Its message.
+        message: String,
+        /// Whether retrying is pointless.
+        permanent: bool,
+    },
+}
+
+/// A connection to one pod's shim.
+#[derive(Debug)]
+pub struct ShimClient {
+    stream: UnixStream,
+    replies: Receiver<Reply>,
+    reader: Option<JoinHandle<()>>,
+    /// The shim's pid.
+    pub shim_pid: i32,
+}
+
+impl ShimClient {
+    /// Connects to `socket`, greets the shim and starts the reader thread; `on_exit` is
+    /// called (on that thread) for every exit the shim pushes.
+    pub fn connect(
+        socket: &Path,
+        on_exit: impl Fn(ExitRecord) + Send + 'static,
+    ) -> Result<Self, ShimClientError> {
+        let stream = UnixStream::connect(socket).map_err(|source| ShimClientError::Io {
+            what: "connect to shim at",
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        let read_half = stream.try_clone().map_err(|source| ShimClientError::Io {
+            what: "clone socket of",
+            path: socket.to_path_buf(),
+            source,
+        })?;
+        let (tx, replies) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("shim-reader".into())
+            .spawn(move || {
+                let mut input = BufReader::new(read_half);
+                while let Ok(msg) = protocol::read_message::<Reply>(&mut input) {
+                    match msg {
+                        Reply::Exited(exit) => on_exit(exit),
+                        other => {
+                            if tx.send(other).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            })
+            .map_err(|source| ShimClientError::Io {
+                what: "spawn reader thread for",
+                path: socket.to_path_buf(),
+                source,
+            })?;
+        let mut client = Self {
+            stream,
+            replies,
+            reader: Some(reader),
+            shim_pid: 0,
+        };
+        match client.request(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })? {
+            Reply::Hello { version, pid } if version == PROTOCOL_VERSION => client.shim_pid = pid,
+            Reply::Hello { version, .. } => return Err(ShimClientError::Version(version)),
+            other => return Err(unexpected(&other)),
+        }
+        Ok(client)
+    }
+
+    /// Sends one request and waits for its answer; `error` answers become
+    /// [`ShimClientError::Refused`].
+    pub fn request(&mut self, req: &Request) -> Result<Reply, ShimClientError> {
+        protocol::write_message(&mut self.stream, req)?;
+        match self.replies.recv_timeout(REQUEST_TIMEOUT) {
+            Ok(Reply::Error { message, permanent }) => {
+                Err(ShimClientError::Refused { message, permanent })
+            }
+            Ok(reply) => Ok(reply),
+            Err(RecvTimeoutError::Timeout) => Err(ShimClientError::Timeout(REQUEST_TIMEOUT)),
+            Err(RecvTimeoutError::Disconnected) => Err(ProtocolError::Closed.into()),
+        }
+    }
+}
+
+impl Drop for ShimClient {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+fn unexpected(reply: &Reply) -> ShimClientError {
+    ShimClientError::Protocol(ProtocolError::Io(io::Error::other(format!(
+        "unexpected answer {reply:?}"
+    ))))
+}
+
+/// Starts `podvisor shim` for a pod (re-executing `exe`, normally `/proc/self/exe`) in
+/// its own process group, so signals to the agent's terminal or group do not reach it;
+/// its stderr goes to `<state>/pods/<uid>/shim.log`. Waits until its socket answers.
+pub fn spawn_shim(
+    exe: &Path,
+    state_root: &Path,
+    args: &ShimArgs,
+    wait: Duration,
+) -> Result<Child, ShimClientError> {
+    let dir = PodStateDir::new(state_root, &args.uid);
+    let io = |what, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ShimClientError::Io { what, path, source }
+    };
+    std::fs::create_dir_all(dir.path()).map_err(io("create", dir.path()))?;
+    let log_path = dir.path().join("shim.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io("open", &log_path))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("--state")
+        .arg(state_root)
+        .arg("shim")
+        .arg("--uid")
+        .arg(&args.uid)
+        .arg("--runtime-root")
+        .arg(&args.runtime_root)
+        .arg("--log-max-size")
+        .arg(args.log_max_size.to_string())
+        .arg("--log-max-files")
+        .arg(args.log_max_files.to_string());
+    if args.cgroup_best_effort {
+        cmd.arg("--cgroup-best-effort");
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(io("spawn shim", exe))?;
+    let sock = dir.shim_socket();
+    let deadline = Instant::now() + wait;
+    loop {
+        if UnixStream::connect(&sock).is_ok() {
+            return Ok(child);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(ShimClientError::Io {
+                what: "shim exited at start",
+                path: log_path,
+                source: io::Error::other(format!("{status}: {}", text.trim())),
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(ShimClientError::Timeout(wait));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}

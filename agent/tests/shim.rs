@@ -1,0 +1,466 @@
+//! The per-pod shim as a real process running real containers (root): `podvisor shim`
+//! spawned like the agent spawns it, a busybox rootfs, OCI bundles, the agent's client.
+//! Checks exits (code, signal), CRI logs from the shim-owned pipes, exits recorded while
+//! no agent is connected, and shutdown leaving nothing behind.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use podvisor::supervise::exit::{ExitRecord, ExitStatus};
+use podvisor::supervise::shim::client::{ShimClient, spawn_shim};
+use podvisor::supervise::shim::protocol::{Reply, Request};
+use podvisor::supervise::shim::server::ShimArgs;
+use podvisor::supervise::state::PodStateDir;
+use serde_json::json;
+
+fn require_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("PODVISOR_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("SKIPPED: shim tests need root (PODVISOR_SKIP_ROOT_TESTS is set)");
+        return false;
+    }
+    panic!(
+        "shim tests create containers and need root; set PODVISOR_SKIP_ROOT_TESTS=1 to skip them"
+    );
+}
+
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    for d in ["bin", "proc", "dev", "sys", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in ["sh", "sleep", "echo", "true", "readlink"] {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    root
+}
+
+fn bundle(
+    dir: &Path,
+    rootfs: &Path,
+    name: &str,
+    script: &str,
+    join: &BTreeMap<String, PathBuf>,
+) -> PathBuf {
+    let bundle = dir.join("bundles").join(name);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let caps = ["CAP_KILL"];
+    let namespaces: Vec<serde_json::Value> = ["pid", "network", "ipc", "uts", "mount"]
+        .iter()
+        .map(|k| match join.get(*k) {
+            Some(path) => json!({"type": k, "path": path}),
+            None => json!({"type": k}),
+        })
+        .collect();
+    let config = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false, "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/sh", "-c", script],
+            "env": ["PATH=/bin"], "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": true
+        },
+        "root": {"path": rootfs, "readonly": true},
+        "hostname": "shim-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]}
+        ],
+        "linux": {
+            "cgroupsPath": format!("/podvisor-shim-test-{}/{name}", std::process::id()),
+            "namespaces": namespaces
+        }
+    });
+    std::fs::write(
+        bundle.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+    bundle
+}
+
+fn run(
+    client: &mut ShimClient,
+    dir: &Path,
+    rootfs: &Path,
+    logs: &Path,
+    name: &str,
+    script: &str,
+) -> i32 {
+    run_ns(
+        client,
+        dir,
+        rootfs,
+        logs,
+        name,
+        script,
+        &[],
+        &BTreeMap::new(),
+    )
+    .0
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_ns(
+    client: &mut ShimClient,
+    dir: &Path,
+    rootfs: &Path,
+    logs: &Path,
+    name: &str,
+    script: &str,
+    hold: &[&str],
+    join: &BTreeMap<String, PathBuf>,
+) -> (i32, BTreeMap<String, PathBuf>) {
+    let req = Request::Run {
+        container: name.into(),
+        attempt: 0,
+        id: format!("u1-{name}-0"),
+        bundle: bundle(dir, rootfs, name, script, join),
+        log_path: logs.join(name).join("0.log"),
+        hold_namespaces: hold.iter().map(|s| s.to_string()).collect(),
+    };
+    match client.request(&req).unwrap() {
+        Reply::Started(r) => {
+            assert_eq!((r.container.as_str(), r.attempt), (name, 0));
+            (r.pid, r.namespaces)
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The text of a container's first log line.
+fn first_line(logs: &Path, name: &str) -> String {
+    let text = std::fs::read_to_string(logs.join(name).join("0.log")).unwrap();
+    text.lines()
+        .next()
+        .unwrap()
+        .splitn(4, ' ')
+        .nth(3)
+        .unwrap()
+        .to_string()
+}
+
+/// Kills the shim if the test fails half-way, and removes the test's cgroup parent.
+struct Cleanup(Option<std::process::Child>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(mut shim) = self.0.take() {
+            let _ = shim.kill();
+            let _ = shim.wait();
+        }
+        for root in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+            let _ = std::fs::remove_dir(
+                Path::new(root).join(format!("podvisor-shim-test-{}", std::process::id())),
+            );
+        }
+    }
+}
+
+fn next_exit(rx: &mpsc::Receiver<ExitRecord>) -> ExitRecord {
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("no exit pushed by the shim")
+}
+
+#[test]
+fn shim_runs_containers_records_exits_and_logs() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let logs = tmp.path().join("logs");
+    let rootfs = busybox_rootfs(tmp.path());
+    let args = ShimArgs {
+        uid: "u1".into(),
+        runtime_root: tmp.path().join("runtime"),
+        log_max_size: 10 * 1024 * 1024,
+        log_max_files: 5,
+        cgroup_best_effort: true,
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
+    let shim = spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap();
+    let mut shim = Cleanup(Some(shim));
+    let dir = PodStateDir::new(&state, "u1");
+    let (tx, rx) = mpsc::channel();
+    let mut client = ShimClient::connect(&dir.shim_socket(), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    assert_eq!(
+        client.shim_pid,
+        i32::try_from(shim.0.as_ref().unwrap().id()).unwrap()
+    );
+
+    // Exit code and both streams in the CRI log.
+    let pid = run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "app",
+        "echo hello; echo oops >&2; exit 3",
+    );
+    let exit = next_exit(&rx);
+    assert_eq!(
+        (
+            exit.container.as_str(),
+            exit.pid,
+            exit.status,
+            exit.oom_killed
+        ),
+        ("app", pid, ExitStatus::Code(3), false)
+    );
+    let log = std::fs::read_to_string(logs.join("app/0.log")).unwrap();
+    let mut kinds: Vec<&str> = log.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["stderr F oops", "stdout F hello"], "{log}");
+    let (pending, bad) = dir.pending_exits().unwrap();
+    assert!(bad.is_empty());
+    assert_eq!(
+        pending.iter().map(|(_, e)| e.status).collect::<Vec<_>>(),
+        [ExitStatus::Code(3)],
+        "recorded on disk"
+    );
+
+    // A signal through the shim; State lists the running container meanwhile.
+    // (PID 1 of a pid namespace ignores SIGTERM without a handler, as in Kubernetes.)
+    run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "sleeper",
+        "trap 'exit 7' TERM; while true; do sleep 0.05; done",
+    );
+    match client.request(&Request::State).unwrap() {
+        Reply::State { containers, .. } => assert_eq!(
+            containers
+                .iter()
+                .map(|c| c.container.as_str())
+                .collect::<Vec<_>>(),
+            ["sleeper"]
+        ),
+        other => panic!("unexpected {other:?}"),
+    }
+    client
+        .request(&Request::Kill {
+            container: "sleeper".into(),
+            signal: 15,
+            all: false,
+        })
+        .unwrap();
+    assert_eq!(
+        next_exit(&rx).status,
+        ExitStatus::Code(7),
+        "the workload saw SIGTERM"
+    );
+    assert!(matches!(
+        client.request(&Request::Kill {
+            container: "sleeper".into(),
+            signal: 15,
+            all: false
+        }),
+        Err(
+            podvisor::supervise::shim::client::ShimClientError::Refused {
+                permanent: true,
+                ..
+            }
+        )
+    ));
+
+    // The agent goes away; an exit meanwhile is recorded; a new agent finds it on disk.
+    run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "late",
+        "sleep 0.3; exit 5",
+    );
+    drop(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let late = loop {
+        let (pending, _) = dir.pending_exits().unwrap();
+        if let Some((_, e)) = pending.into_iter().find(|(_, e)| e.container == "late") {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exit of 'late' never recorded"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(late.status, ExitStatus::Code(5));
+    let (tx, rx) = mpsc::channel();
+    let mut client = ShimClient::connect(&dir.shim_socket(), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+
+    // Pod namespaces: the first container creates network and UTS, the shim holds them
+    // after it exits, and a later container joins them by the paths the shim gives.
+    let (_, held) = run_ns(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "first",
+        "readlink /proc/self/ns/net",
+        &["network", "uts"],
+        &BTreeMap::new(),
+    );
+    assert_eq!(
+        held.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["network", "uts"]
+    );
+    next_exit(&rx);
+    run_ns(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "second",
+        "readlink /proc/self/ns/net",
+        &[],
+        &held,
+    );
+    next_exit(&rx);
+    let own = run_ns(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "own",
+        "readlink /proc/self/ns/net",
+        &[],
+        &BTreeMap::new(),
+    );
+    drop(own);
+    next_exit(&rx);
+    assert!(
+        first_line(&logs, "first").starts_with("net:["),
+        "{}",
+        first_line(&logs, "first")
+    );
+    assert_eq!(
+        first_line(&logs, "first"),
+        first_line(&logs, "second"),
+        "second joined the held netns"
+    );
+    assert_ne!(first_line(&logs, "first"), first_line(&logs, "own"));
+
+    // Shutdown kills what runs, answers, and the shim exits leaving no runtime state.
+    run(
+        &mut client,
+        tmp.path(),
+        &rootfs,
+        &logs,
+        "forever",
+        "exec sleep 1000",
+    );
+    assert_eq!(client.request(&Request::Shutdown).unwrap(), Reply::Done);
+    assert_eq!(next_exit(&rx).status, ExitStatus::Signal(9));
+    let status = shim.0.take().unwrap().wait().unwrap();
+    assert!(status.success(), "shim exit {status}");
+    assert!(!dir.shim_socket().exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&args.runtime_root)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(leftovers.is_empty(), "runtime state left: {leftovers:?}");
+}
+
+#[test]
+fn graceful_stop_signals_waits_the_grace_period_then_kills() {
+    use podvisor::supervise::shim::handle::{PodShim, StopTarget};
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let logs = tmp.path().join("logs");
+    let rootfs = busybox_rootfs(tmp.path());
+    let args = ShimArgs {
+        uid: "u2".into(),
+        runtime_root: tmp.path().join("runtime"),
+        log_max_size: 1 << 20,
+        log_max_files: 2,
+        cgroup_best_effort: true,
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
+    let _cleanup = Cleanup(Some(
+        spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap(),
+    ));
+    let mut shim = PodShim::connect(&PodStateDir::new(&state, "u2").shim_socket()).unwrap();
+    let mut start = |name: &str, script: &str| {
+        let req = Request::Run {
+            container: name.into(),
+            attempt: 0,
+            id: format!("u2-{name}-0"),
+            bundle: bundle(tmp.path(), &rootfs, name, script, &BTreeMap::new()),
+            log_path: logs.join(name).join("0.log"),
+            hold_namespaces: Vec::new(),
+        };
+        shim.run(req).unwrap();
+    };
+    start(
+        "polite",
+        "trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.05; done",
+    );
+    start("stubborn", "trap '' TERM; while true; do sleep 0.05; done");
+    start("other", "sleep 0.5; exit 4");
+    std::thread::sleep(Duration::from_millis(200)); // let the traps be installed
+    let t0 = std::time::Instant::now();
+    let targets = [
+        StopTarget {
+            container: "polite".into(),
+            signal: 15,
+        },
+        StopTarget {
+            container: "stubborn".into(),
+            signal: 15,
+        },
+    ];
+    let out = shim.stop_group(&targets, Duration::from_secs(1)).unwrap();
+    let took = t0.elapsed();
+    let mut got: Vec<(String, ExitStatus)> = out
+        .exits
+        .iter()
+        .map(|e| (e.container.clone(), e.status))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("polite".to_string(), ExitStatus::Code(0)),
+            ("stubborn".to_string(), ExitStatus::Signal(9))
+        ]
+    );
+    assert_eq!(
+        (out.killed, out.stuck),
+        (vec!["stubborn".to_string()], Vec::<String>::new())
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "grace floor is 2 s: took {took:?}"
+    );
+    assert_eq!(
+        first_line(&logs, "polite"),
+        "got TERM",
+        "the workload saw SIGTERM"
+    );
+    // The unrelated exit during the wait was kept for the caller.
+    let other = shim.next_exit(Duration::from_secs(5)).unwrap();
+    assert_eq!(
+        (other.container.as_str(), other.status),
+        ("other", ExitStatus::Code(4))
+    );
+    shim.shutdown().unwrap();
+}
