@@ -8,8 +8,10 @@
 pub mod api;
 pub mod cli;
 pub mod images;
+pub mod kube;
 pub mod logs;
 pub mod manifest;
+pub mod mirror;
 pub mod order;
 pub mod pod;
 pub mod probe;
