@@ -60,6 +60,21 @@ impl PodShim {
         })
     }
 
+    /// Connects to the shim at `socket`, handing every pushed exit to `on_exit` instead
+    /// (for a caller that waits on its own channel; use [`PodShim::stop_group_via`]).
+    pub fn connect_with(
+        socket: &Path,
+        on_exit: impl Fn(ExitRecord) + Send + 'static,
+    ) -> Result<Self, ShimClientError> {
+        let (_, exits) = mpsc::channel();
+        let client = ShimClient::connect(socket, on_exit)?;
+        Ok(Self {
+            client,
+            exits,
+            queued: VecDeque::new(),
+        })
+    }
+
     /// The shim's pid.
     pub fn pid(&self) -> i32 {
         self.client.shim_pid
@@ -105,43 +120,32 @@ impl PodShim {
         self.exits.recv_timeout(timeout).ok()
     }
 
-    /// Waits until `deadline` for the exits of `names`; others are queued for
-    /// [`PodShim::next_exit`]. Returns the matching exits.
-    fn wait_exits(&mut self, names: &mut Vec<String>, deadline: Instant) -> Vec<ExitRecord> {
-        let mut got = Vec::new();
-        // Exits queued earlier may already answer.
-        let mut keep = VecDeque::new();
-        while let Some(e) = self.queued.pop_front() {
-            if let Some(i) = names.iter().position(|n| *n == e.container) {
-                names.remove(i);
-                got.push(e);
-            } else {
-                keep.push_back(e);
-            }
-        }
-        self.queued = keep;
-        while !names.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.exits.recv_timeout(left) {
-                Ok(e) => match names.iter().position(|n| *n == e.container) {
-                    Some(i) => {
-                        names.remove(i);
-                        got.push(e);
-                    }
-                    None => self.queued.push_back(e),
-                },
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        got
-    }
-
     /// Stops a group of running containers: stop signals, `grace` (at least 2 s) to
     /// exit, then SIGKILL for the rest. Containers not running are skipped.
     pub fn stop_group(
         &mut self,
         targets: &[StopTarget],
         grace: Duration,
+    ) -> Result<StopOutcome, ShimClientError> {
+        let mut queue = std::mem::take(&mut self.queued);
+        let exits = std::mem::replace(&mut self.exits, mpsc::channel().1);
+        let mut wait = |names: &mut Vec<String>, deadline: Instant| {
+            wait_for(&exits, &mut queue, names, deadline)
+        };
+        let result = self.stop_group_via(targets, grace, &mut wait);
+        self.exits = exits;
+        self.queued = queue;
+        result
+    }
+
+    /// [`PodShim::stop_group`] with exits read through `wait`, which must return the
+    /// exits of the named containers that arrive before the deadline, removing them from
+    /// the list (and keep any other exit for its caller).
+    pub fn stop_group_via(
+        &mut self,
+        targets: &[StopTarget],
+        grace: Duration,
+        wait: &mut dyn FnMut(&mut Vec<String>, Instant) -> Vec<ExitRecord>,
     ) -> Result<StopOutcome, ShimClientError> {
         let (running, _) = self.state()?;
         let mut waiting: Vec<String> = Vec::new();
@@ -159,7 +163,7 @@ impl PodShim {
             }
         }
         let mut outcome = StopOutcome {
-            exits: self.wait_exits(&mut waiting, Instant::now() + grace.max(MIN_GRACE)),
+            exits: wait(&mut waiting, Instant::now() + grace.max(MIN_GRACE)),
             ..StopOutcome::default()
         };
         for name in &waiting {
@@ -174,7 +178,7 @@ impl PodShim {
         outcome.killed = waiting.clone();
         outcome
             .exits
-            .extend(self.wait_exits(&mut waiting, Instant::now() + KILL_WAIT));
+            .extend(wait(&mut waiting, Instant::now() + KILL_WAIT));
         outcome.stuck = waiting;
         Ok(outcome)
     }
@@ -183,6 +187,41 @@ impl PodShim {
     pub fn shutdown(mut self) -> Result<(), ShimClientError> {
         self.client.request(&Request::Shutdown).map(|_| ())
     }
+}
+
+/// Waits until `deadline` for the exits of `names` on `exits`, answering first from
+/// `queued`; other exits are queued. Returns the matching exits.
+pub fn wait_for(
+    exits: &Receiver<ExitRecord>,
+    queued: &mut VecDeque<ExitRecord>,
+    names: &mut Vec<String>,
+    deadline: Instant,
+) -> Vec<ExitRecord> {
+    let mut got = Vec::new();
+    let mut keep = VecDeque::new();
+    while let Some(e) = queued.pop_front() {
+        if let Some(i) = names.iter().position(|n| *n == e.container) {
+            names.remove(i);
+            got.push(e);
+        } else {
+            keep.push_back(e);
+        }
+    }
+    *queued = keep;
+    while !names.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match exits.recv_timeout(left) {
+            Ok(e) => match names.iter().position(|n| *n == e.container) {
+                Some(i) => {
+                    names.remove(i);
+                    got.push(e);
+                }
+                None => queued.push_back(e),
+            },
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    got
 }
 
 fn unexpected(reply: &Reply) -> ShimClientError {

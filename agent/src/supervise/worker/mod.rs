@@ -1,0 +1,541 @@
+//! One pod's worker: a thread that owns the pod's shim connection and `state.json`,
+//! starts containers as [`next_actions`] decides, applies exits, publishes the pod's
+//! status and events to the [`StatusStore`], and stops the pod gracefully on request.
+//!
+//! It blocks on one channel (shim exits and control messages) with a timeout only when a
+//! backoff is due, so an idle pod costs no CPU. Making a container's OCI bundle (image,
+//! rootfs, spec translation) is delegated to a [`BundleMaker`], which the agent backs
+//! with the model and rootfs crates and tests back with a fixed busybox bundle.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+
+use super::adopt::{apply_recorded_exit, cleanup_dead_shim, container_id, reconcile_with_shim};
+use super::backoff::BackoffConfig;
+use super::events::{EventType, NewEvent};
+use super::exit::ExitRecord;
+use super::phase::{PodFacts, pod_status};
+use super::podplan::{PodAction, apply_start_failure, containers, ensure_records, next_actions};
+use super::record::{ContainerRecord, WaitReason};
+use super::shim::client::spawn_shim;
+use super::shim::handle::PodShim;
+use super::shim::protocol::Request;
+use super::shim::server::ShimArgs;
+use super::state::{PodState, PodStateDir, STATE_VERSION};
+use super::status::ProbeView;
+use super::termination::{log_tail_message, read_message_file, termination_message};
+use crate::api::store::{PodEntry, StatusStore};
+use crate::logs::file::{PodLogDir, RotateConfig};
+
+mod stop;
+
+/// Why a bundle could not be made: shown as the container's waiting reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleError {
+    /// `ErrImagePull`, `CreateContainerConfigError`, ...
+    pub reason: WaitReason,
+    /// For people.
+    pub message: String,
+}
+
+/// Makes the OCI bundle of one container run.
+pub trait BundleMaker: Send {
+    /// Writes the bundle of `container`'s run `attempt` and returns its directory. The
+    /// pod's shared namespaces held by the shim are in `namespaces` (kind → path; empty
+    /// before the first container has run).
+    fn make(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        attempt: u32,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) -> Result<PathBuf, BundleError>;
+
+    /// The host path of a container's termination message file, if it has one.
+    fn termination_message_file(&self, _pod: &Pod, _container: &Container) -> Option<PathBuf> {
+        None
+    }
+
+    /// The image's stop signal, if it declares one.
+    fn image_stop_signal(&self, _container: &Container) -> Option<String> {
+        None
+    }
+}
+
+/// Where things live and how supervision is tuned.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The binary to re-execute as `podvisor shim`.
+    pub exe: PathBuf,
+    /// `--state`.
+    pub state_root: PathBuf,
+    /// `--log-dir`.
+    pub log_root: PathBuf,
+    /// The runtime's state root.
+    pub runtime_root: PathBuf,
+    /// Restart backoff.
+    pub backoff: BackoffConfig,
+    /// Log rotation.
+    pub rotate: RotateConfig,
+    /// Skip limits whose controller is missing.
+    pub cgroup_best_effort: bool,
+}
+
+/// A message to a worker.
+#[derive(Debug)]
+enum Event {
+    Exited(ExitRecord),
+    Stop,
+    Detach,
+}
+
+/// How a worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// The pod was stopped and its state removed.
+    Stopped,
+    /// The worker let go of a running pod (agent exit): its shim and containers run on
+    /// and a later worker re-adopts them.
+    Detached,
+    /// The worker could not run the pod (no shim); the message says why.
+    Failed(String),
+}
+
+/// A running pod worker.
+#[derive(Debug)]
+pub struct PodWorker {
+    events: Sender<Event>,
+    thread: Option<JoinHandle<WorkerEnd>>,
+}
+
+impl PodWorker {
+    /// Starts (or re-adopts, when its shim still runs) `pod`. Its metadata must carry
+    /// namespace, name and UID.
+    pub fn start(
+        pod: Pod,
+        maker: Box<dyn BundleMaker>,
+        config: WorkerConfig,
+        store: StatusStore,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel();
+        let events = tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!(
+                "pod-{}",
+                pod.metadata.name.as_deref().unwrap_or_default()
+            ))
+            .spawn(move || Worker::new(pod, maker, config, store, tx, rx).run())
+            .ok();
+        Self { events, thread }
+    }
+
+    /// Asks the pod to stop (gracefully); [`PodWorker::join`] waits for it.
+    pub fn stop(&self) {
+        let _ = self.events.send(Event::Stop);
+    }
+
+    /// Lets go of the pod without stopping it (the agent is exiting): state is saved,
+    /// the shim keeps the containers running and recording exits.
+    pub fn detach(&self) {
+        let _ = self.events.send(Event::Detach);
+    }
+
+    /// Whether the worker has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Waits for the worker to end.
+    pub fn join(mut self) -> WorkerEnd {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(end)) => end,
+            Some(Err(_)) => WorkerEnd::Failed("pod worker panicked".into()),
+            None => WorkerEnd::Failed("pod worker thread could not be started".into()),
+        }
+    }
+}
+
+struct Worker {
+    pod: Pod,
+    uid: String,
+    key: String,
+    maker: Box<dyn BundleMaker>,
+    config: WorkerConfig,
+    store: StatusStore,
+    dir: PodStateDir,
+    logs: PodLogDir,
+    state: PodState,
+    status: Option<PodStatus>,
+    namespaces: BTreeMap<String, PathBuf>,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    pending: VecDeque<ExitRecord>,
+    stop_requested: bool,
+}
+
+impl Worker {
+    fn new(
+        pod: Pod,
+        maker: Box<dyn BundleMaker>,
+        config: WorkerConfig,
+        store: StatusStore,
+        tx: Sender<Event>,
+        rx: Receiver<Event>,
+    ) -> Self {
+        let meta = &pod.metadata;
+        let uid = meta.uid.clone().unwrap_or_default();
+        let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
+        let name = meta.name.clone().unwrap_or_default();
+        let dir = PodStateDir::new(&config.state_root, &uid);
+        let logs = PodLogDir::new(&config.log_root, &namespace, &name, &uid);
+        let state = PodState {
+            version: STATE_VERSION,
+            uid: uid.clone(),
+            namespace: namespace.clone(),
+            name: name.clone(),
+            manifest: None,
+            shim_pid: None,
+            start_time: SystemTime::now(),
+            containers: Vec::new(),
+        };
+        Self {
+            pod,
+            key: format!("{namespace}/{name}"),
+            uid,
+            maker,
+            config,
+            store,
+            dir,
+            logs,
+            state,
+            status: None,
+            namespaces: BTreeMap::new(),
+            tx,
+            rx,
+            pending: VecDeque::new(),
+            stop_requested: false,
+        }
+    }
+
+    fn event(&self, container: Option<&str>, type_: EventType, reason: &str, message: String) {
+        self.store.record_event(
+            NewEvent {
+                namespace: &self.state.namespace,
+                pod: &self.state.name,
+                uid: &self.uid,
+                field_path: container.map(|c| format!("spec.containers{{{c}}}")),
+                type_,
+                reason,
+                message,
+            },
+            SystemTime::now(),
+        );
+    }
+
+    /// Connects to the pod's live shim (re-adoption) or starts a new one.
+    fn shim(&mut self) -> Result<PodShim, String> {
+        let sock = self.dir.shim_socket();
+        let tx = self.tx.clone();
+        let on_exit = move |e| {
+            let _ = tx.send(Event::Exited(e));
+        };
+        if let Ok(shim) = PodShim::connect_with(&sock, on_exit.clone()) {
+            return Ok(shim);
+        }
+        cleanup_dead_shim(
+            &self.config.state_root,
+            &self.config.runtime_root,
+            &self.uid,
+        );
+        let args = ShimArgs {
+            uid: self.uid.clone(),
+            runtime_root: self.config.runtime_root.clone(),
+            log_max_size: self.config.rotate.max_size,
+            log_max_files: self.config.rotate.max_files,
+            cgroup_best_effort: self.config.cgroup_best_effort,
+        };
+        let mut child = spawn_shim(
+            &self.config.exe,
+            &self.config.state_root,
+            &args,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+        // The shim outlives this worker (and the agent); while the agent lives it is the
+        // shim's parent, so a blocked thread collects its exit status (no CPU, no zombie).
+        let _ = std::thread::Builder::new()
+            .name("shim-waiter".into())
+            .spawn(move || child.wait());
+        PodShim::connect_with(&sock, on_exit).map_err(|e| e.to_string())
+    }
+
+    fn run(mut self) -> WorkerEnd {
+        if let Ok(Some(saved)) = self.dir.load()
+            && saved.uid == self.uid
+        {
+            self.state = saved;
+        }
+        ensure_records(&self.pod, &mut self.state.containers);
+        let mut shim = match self.shim() {
+            Ok(s) => s,
+            Err(e) => {
+                self.event(
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    e.clone(),
+                );
+                return WorkerEnd::Failed(e);
+            }
+        };
+        self.state.shim_pid = Some(shim.pid());
+        self.adopt(&mut shim);
+        while !self.stop_requested {
+            self.apply_pending();
+            let now = SystemTime::now();
+            let probes = BTreeMap::<String, ProbeView>::new();
+            let plan = next_actions(&self.pod, &mut self.state.containers, &probes, now);
+            for action in plan.actions.clone() {
+                self.act(&mut shim, action);
+            }
+            self.publish();
+            if !plan.actions.is_empty() {
+                continue; // look again at once: a start may unblock the next step
+            }
+            let timeout = plan
+                .wake_at
+                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+            let event = match timeout {
+                Some(t) => self.rx.recv_timeout(t),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match event {
+                Ok(Event::Exited(e)) => self.pending.push_back(e),
+                Ok(Event::Stop) => self.stop_requested = true,
+                Ok(Event::Detach) => {
+                    self.publish();
+                    return WorkerEnd::Detached;
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.stop(&mut shim);
+        let _ = shim.shutdown();
+        let _ = self.dir.remove();
+        self.store.remove_pod(&self.key);
+        WorkerEnd::Stopped
+    }
+
+    /// Re-adoption: exits recorded while no agent listened, and runs the shim lost.
+    fn adopt(&mut self, shim: &mut PodShim) {
+        if let Ok((exits, _)) = self.dir.pending_exits() {
+            self.pending.extend(exits.into_iter().map(|(_, e)| e));
+        }
+        self.apply_pending();
+        if let Ok((running, namespaces)) = shim.state() {
+            self.namespaces = namespaces;
+            let lost = reconcile_with_shim(
+                &self.pod,
+                &mut self.state.containers,
+                &running,
+                &self.config.backoff,
+                SystemTime::now(),
+            );
+            for c in lost {
+                self.event(
+                    Some(&c),
+                    EventType::Warning,
+                    "ContainerStatusUnknown",
+                    format!("container {c} was lost"),
+                );
+            }
+        }
+    }
+
+    /// Applies queued exits (pushed or read from disk) and removes their files.
+    fn apply_pending(&mut self) {
+        let now = SystemTime::now();
+        while let Some(exit) = self.pending.pop_front() {
+            let spec = containers(&self.pod)
+                .into_iter()
+                .find(|(c, _)| c.name == exit.container)
+                .map(|(c, _)| c.clone());
+            let log_path = self.logs.log_path(&exit.container, exit.attempt);
+            let file = spec
+                .as_ref()
+                .and_then(|c| self.maker.termination_message_file(&self.pod, c));
+            let policy = spec
+                .as_ref()
+                .and_then(|c| c.termination_message_policy.clone());
+            let message = |e: &ExitRecord| {
+                let from_file = file
+                    .as_deref()
+                    .and_then(|f| read_message_file(f).ok().flatten());
+                termination_message(policy.as_deref(), e.success(), from_file, || {
+                    log_tail_message(&log_path).ok()
+                })
+            };
+            let decided = apply_recorded_exit(
+                &self.pod,
+                &mut self.state.containers,
+                &exit,
+                message,
+                &self.config.backoff,
+                now,
+            );
+            if let Some(action) = decided {
+                let code = exit.status.exit_code();
+                if let super::policy::RestartAction::BackOff { .. } = action {
+                    self.event(
+                        Some(&exit.container),
+                        EventType::Warning,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            exit.container, self.state.name
+                        ),
+                    );
+                } else if code != 0 {
+                    self.event(
+                        Some(&exit.container),
+                        EventType::Warning,
+                        "Failed",
+                        format!("container {} exited with code {code}", exit.container),
+                    );
+                }
+            }
+            let file = self
+                .dir
+                .exits_dir()
+                .join(format!("{}.{}.json", exit.container, exit.attempt));
+            let _ = self.dir.remove_exit(&file);
+        }
+    }
+
+    fn record(&mut self, name: &str) -> Option<&mut ContainerRecord> {
+        self.state.containers.iter_mut().find(|r| r.name == name)
+    }
+
+    fn act(&mut self, shim: &mut PodShim, action: PodAction) {
+        match action {
+            PodAction::Start {
+                container, attempt, ..
+            } => self.start_container(shim, &container, attempt),
+            PodAction::StopSidecar { container } => {
+                let targets = self.targets(&[container]);
+                self.stop_targets(shim, &targets);
+            }
+        }
+    }
+
+    fn start_container(&mut self, shim: &mut PodShim, name: &str, attempt: u32) {
+        let Some((spec, _)) = containers(&self.pod)
+            .into_iter()
+            .find(|(c, _)| c.name == name)
+        else {
+            return;
+        };
+        let spec = spec.clone();
+        let now = SystemTime::now();
+        let backoff = self.config.backoff;
+        let bundle = match self.maker.make(&self.pod, &spec, attempt, &self.namespaces) {
+            Ok(b) => b,
+            Err(e) => {
+                self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
+                if let Some(r) = self.record(name) {
+                    apply_start_failure(r, e.reason, e.message, &backoff, now);
+                }
+                return;
+            }
+        };
+        let hold = self.hold_kinds();
+        let id = container_id(&self.uid, name, attempt);
+        let request = Request::Run {
+            container: name.to_string(),
+            attempt,
+            id: id.clone(),
+            bundle,
+            log_path: self.logs.log_path(name, attempt),
+            hold_namespaces: hold,
+        };
+        match shim.run(request) {
+            Ok(started) => {
+                self.namespaces.extend(started.namespaces);
+                if let Some(r) = self.record(name) {
+                    r.restart_count = attempt;
+                    r.started(
+                        started.pid,
+                        started.started_at,
+                        Some(format!("podvisor://{id}")),
+                    );
+                }
+                self.event(
+                    Some(name),
+                    EventType::Normal,
+                    "Started",
+                    format!("Started container {name}"),
+                );
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.event(Some(name), EventType::Warning, "Failed", message.clone());
+                if let Some(r) = self.record(name) {
+                    apply_start_failure(r, WaitReason::RunContainerError, message, &backoff, now);
+                }
+            }
+        }
+    }
+
+    /// The pod namespaces the next container should create for the shim to hold: those
+    /// the pod shares and the shim does not hold yet.
+    fn hold_kinds(&self) -> Vec<String> {
+        let spec = self.pod.spec.clone().unwrap_or_default();
+        let mut kinds = Vec::new();
+        if !spec.host_network.unwrap_or(false) {
+            kinds.extend(["network", "uts"]);
+        }
+        if !spec.host_ipc.unwrap_or(false) {
+            kinds.push("ipc");
+        }
+        kinds
+            .into_iter()
+            .filter(|k| !self.namespaces.contains_key(*k))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Saves `state.json` and publishes the pod with its status.
+    fn publish(&mut self) {
+        if let Err(e) = self.dir.save(&self.state) {
+            self.event(None, EventType::Warning, "FailedSaveState", e.to_string());
+        }
+        let facts = PodFacts {
+            start_time: Some(self.state.start_time),
+            sandbox_ready: true,
+            ..PodFacts::default()
+        };
+        let probes = BTreeMap::new();
+        let status = pod_status(
+            &self.pod,
+            &self.state.containers,
+            &probes,
+            &facts,
+            self.status.as_ref(),
+            SystemTime::now(),
+        );
+        self.status = Some(status.clone());
+        let mut pod = self.pod.clone();
+        pod.status = Some(status);
+        self.store.upsert_pod(PodEntry {
+            pod,
+            log_dir: self.logs.path().to_path_buf(),
+            manifest: self.state.manifest.clone(),
+        });
+    }
+}

@@ -1,0 +1,344 @@
+//! A pod worker end to end (root): real shim, real busybox containers, the status store.
+//! Init container first, a crashing app container restarted with (shortened) backoff,
+//! statuses and events as the kubelet reports them, logs per run, and a graceful stop
+//! that leaves no state, shim or container behind.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use podvisor::api::store::StatusStore;
+use podvisor::logs::file::RotateConfig;
+use podvisor::supervise::backoff::BackoffConfig;
+use podvisor::supervise::worker::{BundleError, BundleMaker, PodWorker, WorkerConfig, WorkerEnd};
+use serde_json::json;
+
+fn require_root() -> bool {
+    if rustix::process::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os("PODVISOR_SKIP_ROOT_TESTS").is_some() {
+        eprintln!("SKIPPED: worker tests need root (PODVISOR_SKIP_ROOT_TESTS is set)");
+        return false;
+    }
+    panic!(
+        "worker tests create containers and need root; set PODVISOR_SKIP_ROOT_TESTS=1 to skip them"
+    );
+}
+
+/// Bundles from a busybox rootfs: the container's `command` run by `/bin/sh -c`.
+struct Busybox {
+    dir: PathBuf,
+    rootfs: PathBuf,
+    cgroup: String,
+}
+
+impl Busybox {
+    fn new(dir: &Path) -> Self {
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "proc", "dev", "tmp"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in ["sh", "sleep", "echo", "cat", "readlink"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        Self {
+            dir: dir.to_path_buf(),
+            rootfs,
+            cgroup: format!("podvisor-worker-test-{}", std::process::id()),
+        }
+    }
+}
+
+impl BundleMaker for Busybox {
+    fn make(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        attempt: u32,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) -> Result<PathBuf, BundleError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let bundle = self
+            .dir
+            .join("bundles")
+            .join(format!("{uid}-{}-{attempt}", container.name));
+        std::fs::create_dir_all(&bundle).unwrap();
+        let script = container.command.clone().unwrap_or_default().join(" ");
+        let ns: Vec<serde_json::Value> = ["pid", "network", "ipc", "uts", "mount"]
+            .iter()
+            .map(|k| match namespaces.get(*k) {
+                Some(p) => json!({"type": k, "path": p}),
+                None => json!({"type": k}),
+            })
+            .collect();
+        let caps = ["CAP_KILL"];
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["/bin/sh", "-c", script],
+                        "env": ["PATH=/bin"], "cwd": "/", "noNewPrivileges": true,
+                        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps}},
+            "root": {"path": self.rootfs, "readonly": true},
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {"cgroupsPath": format!("/{}/{uid}-{}-{attempt}", self.cgroup, container.name), "namespaces": ns}
+        });
+        std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+        Ok(bundle)
+    }
+}
+
+fn container(name: &str, script: &str) -> Container {
+    Container {
+        name: name.into(),
+        image: Some("busybox".into()),
+        command: Some(vec![script.into()]),
+        ..Default::default()
+    }
+}
+
+fn pod(uid: &str, init: Vec<Container>, apps: Vec<Container>, grace: i64) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("{uid}-node1")),
+            namespace: Some("default".into()),
+            uid: Some(uid.into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            init_containers: Some(init),
+            containers: apps,
+            termination_grace_period_seconds: Some(grace),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn config(dir: &Path) -> WorkerConfig {
+    WorkerConfig {
+        exe: PathBuf::from(env!("CARGO_BIN_EXE_podvisor")),
+        state_root: dir.join("state"),
+        log_root: dir.join("logs"),
+        runtime_root: dir.join("runtime"),
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(300),
+            max: Duration::from_secs(1),
+            reset_after: Duration::from_secs(600),
+        },
+        rotate: RotateConfig::default(),
+        cgroup_best_effort: true,
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn status_of(store: &StatusStore, pod: &str) -> k8s_openapi::api::core::v1::PodStatus {
+    store.pod(pod).unwrap().pod.status.unwrap()
+}
+
+#[test]
+fn worker_runs_init_then_restarts_a_crashing_app_with_backoff_and_stops_cleanly() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = StatusStore::new();
+    let maker = Busybox::new(tmp.path());
+    let cgroup = maker.cgroup.clone();
+    let p = pod(
+        "w1",
+        vec![container("init", "echo init done")],
+        vec![
+            container("app", "echo run; exit 1"),
+            container(
+                "steady",
+                "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+            ),
+        ],
+        5,
+    );
+    let cfg = config(tmp.path());
+    let worker = PodWorker::start(p, Box::new(maker), cfg.clone(), store.clone());
+
+    // app crashes, restarts at once, then backs off 300 ms, 600 ms, 1 s...
+    wait_until("app restarted 3 times", || {
+        store
+            .pod("w1-node1")
+            .ok()
+            .and_then(|e| e.pod.status)
+            .is_some_and(|s| {
+                s.container_statuses
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.name == "app" && c.restart_count >= 3)
+            })
+    });
+    let s = status_of(&store, "w1-node1");
+    assert_eq!(s.phase.as_deref(), Some("Running"));
+    let init = &s.init_container_statuses.as_ref().unwrap()[0];
+    let term = init.state.as_ref().unwrap().terminated.as_ref().unwrap();
+    assert_eq!(
+        (term.reason.as_deref(), term.exit_code),
+        (Some("Completed"), 0)
+    );
+    let app = s
+        .container_statuses
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "app")
+        .unwrap();
+    assert_eq!(
+        app.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        1
+    );
+    let steady = s
+        .container_statuses
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.name == "steady")
+        .unwrap();
+    assert!(steady.state.as_ref().unwrap().running.is_some() && steady.ready);
+    let events = store.events(Some("w1-node1"));
+    assert!(events.iter().any(|e| e.reason == "BackOff"), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason == "Started" && e.message == "Started container init")
+    );
+    // One log file per run.
+    let logs = tmp.path().join("logs/default_w1-node1_w1/app");
+    for n in 0..3 {
+        let text = std::fs::read_to_string(logs.join(format!("{n}.log"))).unwrap();
+        assert!(text.ends_with(" stdout F run\n"), "{n}.log: {text}");
+    }
+
+    // Graceful stop: steady exits on SIGTERM well before the 5 s grace.
+    let t0 = Instant::now();
+    worker.stop();
+    assert_eq!(worker.join(), WorkerEnd::Stopped);
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert!(store.pod("w1-node1").is_err(), "pod removed from the store");
+    assert!(!tmp.path().join("state/pods/w1").exists(), "state removed");
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("runtime"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime containers left: {left:?}");
+    assert!(logs.join("0.log").exists(), "logs are kept");
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}
+
+#[test]
+fn new_worker_readopts_a_live_shim_without_restarting_containers() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let store = StatusStore::new();
+    let cfg = config(tmp.path());
+    let p = pod(
+        "w2",
+        vec![],
+        vec![
+            container("app", "trap 'exit 0' TERM; while true; do sleep 0.05; done"),
+            container("quick", "sleep 1; exit 3"),
+        ],
+        5,
+    );
+    let maker = Busybox::new(tmp.path());
+    let cgroup = maker.cgroup.clone();
+    let worker = PodWorker::start(p.clone(), Box::new(maker), cfg.clone(), store.clone());
+    wait_until("both running", || {
+        store
+            .pod("w2-node1")
+            .ok()
+            .and_then(|e| e.pod.status)
+            .is_some_and(|s| {
+                let statuses = s.container_statuses.unwrap_or_default();
+                statuses
+                    .iter()
+                    .filter(|c| c.state.as_ref().is_some_and(|st| st.running.is_some()))
+                    .count()
+                    == 2
+            })
+    });
+    let app_started = |store: &StatusStore| {
+        let s = status_of(store, "w2-node1");
+        let app = s
+            .container_statuses
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "app")
+            .unwrap();
+        (
+            app.restart_count,
+            app.state.unwrap().running.unwrap().started_at,
+        )
+    };
+    let before = app_started(&store);
+
+    // The agent goes away leaving the pod running; 'quick' exits while nobody listens.
+    worker.detach();
+    assert_eq!(worker.join(), WorkerEnd::Detached);
+    wait_until("exit recorded on disk", || {
+        std::fs::read_dir(tmp.path().join("state/pods/w2/exits")).is_ok_and(|d| d.count() > 0)
+    });
+
+    // A new worker (new agent) re-adopts: nothing restarted, the missed exit applied.
+    let store2 = StatusStore::new();
+    let t0 = Instant::now();
+    let worker2 = PodWorker::start(
+        p,
+        Box::new(Busybox::new(&tmp.path().join("second"))),
+        cfg,
+        store2.clone(),
+    );
+    wait_until("re-adopted", || store2.pod("w2-node1").is_ok());
+    eprintln!("re-adoption published status after {:?}", t0.elapsed());
+    assert_eq!(
+        app_started(&store2),
+        before,
+        "app kept running, not restarted"
+    );
+    wait_until("quick's missed exit applied", || {
+        let s = status_of(&store2, "w2-node1");
+        let quick = s
+            .container_statuses
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "quick")
+            .unwrap();
+        quick.restart_count >= 1
+            && quick
+                .last_state
+                .and_then(|l| l.terminated)
+                .is_some_and(|t| t.exit_code == 3)
+    });
+    worker2.stop();
+    assert_eq!(worker2.join(), WorkerEnd::Stopped);
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}
