@@ -61,6 +61,7 @@ fn run_agent(args: &podvisor::daemon::AgentArgs, state: &std::path::Path) -> any
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let init_mode = args.init || init::is_pid1();
     if !init_mode {
