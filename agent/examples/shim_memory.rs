@@ -27,6 +27,14 @@ fn anon(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+/// User + system CPU time of a process, in clock ticks (`/proc/<pid>/stat` fields 14, 15).
+fn cpu_ticks(pid: i32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_comm = &text[text.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// (RSS, PSS) in KiB.
 fn memory(pid: i32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
@@ -75,8 +83,15 @@ fn main() {
     let rootfs = rootfs(tmp.path());
     println!("shim: {}", exe.display());
     println!(
-        "{:>6} {:>10} {:>12} {:>12} {:>13} {:>13} {:>14}",
-        "shims", "containers", "RSS KiB", "PSS KiB", "anon KiB", "sleep PSS KiB", "shim/sleep PSS"
+        "{:>6} {:>10} {:>12} {:>12} {:>13} {:>13} {:>14} {:>16}",
+        "shims",
+        "containers",
+        "RSS KiB",
+        "PSS KiB",
+        "anon KiB",
+        "sleep PSS KiB",
+        "shim/sleep PSS",
+        "idle CPU ticks/5s"
     );
     for (shims, n) in [(1usize, 1usize), (1, 10), (1, 50), (20, 1)] {
         let mut running = Vec::new();
@@ -98,8 +113,15 @@ fn main() {
         let k = shims as u64;
         let (rss, pss, an) = (sum.0 / k, sum.1 / k, sum.2 / k);
         let (_, sleep_pss) = memory(running[0].1);
+        let before: u64 = running.iter().map(|(s, _, _)| cpu_ticks(s.pid())).sum();
+        std::thread::sleep(Duration::from_secs(5));
+        let idle: u64 = running
+            .iter()
+            .map(|(s, _, _)| cpu_ticks(s.pid()))
+            .sum::<u64>()
+            - before;
         println!(
-            "{shims:>6} {n:>10} {rss:>12} {pss:>12} {an:>13} {sleep_pss:>13} {:>14.1}",
+            "{shims:>6} {n:>10} {rss:>12} {pss:>12} {an:>13} {sleep_pss:>13} {:>14.1} {idle:>16}",
             pss as f64 / sleep_pss.max(1) as f64
         );
         if std::env::var_os("SHIM_MEMORY_HOLD").is_some() {

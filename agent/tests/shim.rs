@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use podvisor::supervise::exit::{ExitRecord, ExitStatus};
-use podvisor::supervise::shim::client::{ShimClient, spawn_shim};
+use podvisor::supervise::shim::client::{ShimClient, ShimEvent, spawn_shim};
 use podvisor::supervise::shim::protocol::{Reply, Request};
 use podvisor::supervise::shim::server::ShimArgs;
 use podvisor::supervise::state::PodStateDir;
@@ -191,7 +191,9 @@ fn shim_runs_containers_records_exits_and_logs() {
     let dir = PodStateDir::new(&state, "u1");
     let (tx, rx) = mpsc::channel();
     let mut client = ShimClient::connect(&dir.shim_socket(), move |e| {
-        let _ = tx.send(e);
+        if let ShimEvent::Exited(e) = e {
+            let _ = tx.send(e);
+        }
     })
     .unwrap();
     assert_eq!(
@@ -301,7 +303,9 @@ fn shim_runs_containers_records_exits_and_logs() {
     assert_eq!(late.status, ExitStatus::Code(5));
     let (tx, rx) = mpsc::channel();
     let mut client = ShimClient::connect(&dir.shim_socket(), move |e| {
-        let _ = tx.send(e);
+        if let ShimEvent::Exited(e) = e {
+            let _ = tx.send(e);
+        }
     })
     .unwrap();
 

@@ -91,6 +91,41 @@ impl BundleMaker for Busybox {
     }
 }
 
+/// On drop (also when a test fails half-way) kills the shims this test started, found by
+/// their unique `--state` path, with their containers.
+struct KillShims(PathBuf);
+
+impl Drop for KillShims {
+    fn drop(&mut self) {
+        let needle = self.0.to_string_lossy().into_owned();
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(p.path().join("cmdline")).unwrap_or_default();
+            if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+                continue;
+            }
+            let children = std::fs::read_to_string(p.path().join(format!("task/{pid}/children")))
+                .unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                if let Some(c) = rustix::process::Pid::from_raw(child) {
+                    let _ = rustix::process::kill_process(c, rustix::process::Signal::KILL);
+                }
+            }
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
 fn container(name: &str, script: &str) -> Container {
     Container {
         name: name.into(),
@@ -155,6 +190,7 @@ fn worker_runs_init_then_restarts_a_crashing_app_with_backoff_and_stops_cleanly(
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
     let store = StatusStore::new();
     let maker = Busybox::new(tmp.path());
     let cgroup = maker.cgroup.clone();
@@ -258,6 +294,7 @@ fn new_worker_readopts_a_live_shim_without_restarting_containers() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
     let store = StatusStore::new();
     let cfg = config(tmp.path());
     let p = pod(
@@ -340,5 +377,192 @@ fn new_worker_readopts_a_live_shim_without_restarting_containers() {
     });
     worker2.stop();
     assert_eq!(worker2.join(), WorkerEnd::Stopped);
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}
+
+#[test]
+fn worker_recovers_when_its_shim_is_killed() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let cfg = config(tmp.path());
+    let p = pod(
+        "w3",
+        vec![],
+        vec![container(
+            "app",
+            "trap 'exit 0' TERM; while true; do sleep 0.05; done",
+        )],
+        5,
+    );
+    let maker = Busybox::new(tmp.path());
+    let cgroup = maker.cgroup.clone();
+    let worker = PodWorker::start(p, Box::new(maker), cfg, store.clone());
+    let running = |store: &StatusStore| {
+        store
+            .pod("w3-node1")
+            .ok()
+            .and_then(|e| e.pod.status)
+            .and_then(|s| {
+                let app = s
+                    .container_statuses
+                    .unwrap_or_default()
+                    .into_iter()
+                    .next()?;
+                app.state.as_ref()?.running.as_ref()?;
+                Some(app)
+            })
+    };
+    wait_until("app running", || running(&store).is_some());
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("state/pods/w3/state.json")).unwrap(),
+    )
+    .unwrap();
+    let shim_pid = state["shimPid"].as_i64().unwrap() as i32;
+    let old_pid = state["containers"][0]["running"]["pid"].as_i64().unwrap() as i32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(shim_pid).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running(&store).is_none_or(|a| a.restart_count != 1) {
+        if Instant::now() > deadline {
+            let events: Vec<String> = store
+                .events(None)
+                .iter()
+                .map(|e| format!("{} {}", e.reason, e.message))
+                .collect();
+            let state = std::fs::read_to_string(tmp.path().join("state/pods/w3/state.json"))
+                .unwrap_or_default();
+            let log = std::fs::read_to_string(tmp.path().join("state/pods/w3/shim.log"))
+                .unwrap_or_default();
+            panic!(
+                "app not restarted under a new shim\nevents: {events:#?}\nstate: {state}\nshim.log: {log}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let app = running(&store).unwrap();
+    let last = app.last_state.unwrap().terminated.unwrap();
+    assert_eq!(
+        (last.reason.as_deref(), last.exit_code),
+        (Some("ContainerStatusUnknown"), 137)
+    );
+    assert!(
+        !Path::new(&format!("/proc/{old_pid}")).exists() || {
+            // A zombie is gone for all purposes; a live process would be an escape.
+            std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
+                .map(|s| s.contains(") Z"))
+                .unwrap_or(true)
+        },
+        "the old container process was killed with its shim's cgroup"
+    );
+    assert!(
+        store
+            .events(Some("w3-node1"))
+            .iter()
+            .any(|e| e.reason == "ShimLost")
+    );
+    worker.stop();
+    assert_eq!(worker.join(), WorkerEnd::Stopped);
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}
+
+#[test]
+fn supervisor_replaces_an_edited_pod_only_after_the_old_one_is_gone() {
+    use podvisor::supervise::supervisor::Supervisor;
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let base = tmp.path().to_path_buf();
+    let cgroup = format!("podvisor-worker-test-{}", std::process::id());
+    let mut sup = Supervisor::new(
+        config(tmp.path()),
+        store.clone(),
+        Box::new(move |pod: &Pod| {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            Box::new(Busybox::new(&base.join("makers").join(uid))) as Box<dyn BundleMaker>
+        }),
+    );
+    let version = |uid: &str| {
+        let mut p = pod(
+            uid,
+            vec![],
+            vec![container(
+                "app",
+                "trap 'echo bye; exit 0' TERM; echo hi; while true; do sleep 0.05; done",
+            )],
+            5,
+        );
+        p.metadata.name = Some("web-node1".into());
+        p
+    };
+    let running_uid = |store: &StatusStore| {
+        let e = store.pod("web-node1").ok()?;
+        let s = e.pod.status?;
+        s.container_statuses?
+            .first()?
+            .state
+            .as_ref()?
+            .running
+            .as_ref()?;
+        e.pod.metadata.uid
+    };
+    let v1 = version("v1");
+    sup.sync(std::slice::from_ref(&v1));
+    wait_until("v1 running", || {
+        running_uid(&store).as_deref() == Some("v1")
+    });
+
+    // The manifest is edited: new UID, same name. v1 stops first; v2 starts after.
+    let v2 = version("v2");
+    let mut saw_overlap = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running_uid(&store).as_deref() != Some("v2") {
+        assert!(Instant::now() < deadline, "v2 never started");
+        sup.sync(std::slice::from_ref(&v2));
+        let uids = sup.uids();
+        saw_overlap |= uids.len() == 2
+            && store
+                .pod("web-node1")
+                .ok()
+                .and_then(|e| e.pod.metadata.uid)
+                .as_deref()
+                == Some("v2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!saw_overlap, "v2 appeared while v1 still existed");
+    let v1_log =
+        std::fs::read_to_string(tmp.path().join("logs/default_web-node1_v1/app/0.log")).unwrap();
+    assert!(v1_log.contains(" stdout F bye"), "v1 saw SIGTERM: {v1_log}");
+    assert_eq!(sup.uids(), ["v2"]);
+
+    // The manifest is deleted: the pod goes, nothing is left.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sup.is_empty() {
+        assert!(Instant::now() < deadline, "v2 never stopped");
+        sup.sync(&[]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.pods().is_empty());
+    assert!(
+        std::fs::read_dir(tmp.path().join("state/pods"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "pod state left"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path().join("runtime"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime containers left: {left:?}");
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
 }

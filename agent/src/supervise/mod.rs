@@ -19,5 +19,6 @@ pub mod shim;
 pub mod state;
 pub mod status;
 pub mod stop;
+pub mod supervisor;
 pub mod termination;
 pub mod worker;

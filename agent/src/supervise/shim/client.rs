@@ -23,6 +23,9 @@ use crate::supervise::state::PodStateDir;
 /// How long a request may take (creating a container includes its whole set-up).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a shim may take to answer `hello` (a socket nobody accepts on is dead).
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// An error talking to a shim.
 #[derive(Debug, thiserror::Error)]
 pub enum ShimClientError {
@@ -55,6 +58,15 @@ pub enum ShimClientError {
     },
 }
 
+/// What the reader thread reports besides answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimEvent {
+    /// A container exited (already recorded on disk by the shim).
+    Exited(ExitRecord),
+    /// The connection ended: the shim exited or was killed (or the client was dropped).
+    Closed,
+}
+
 /// A connection to one pod's shim.
 #[derive(Debug)]
 pub struct ShimClient {
@@ -66,11 +78,12 @@ pub struct ShimClient {
 }
 
 impl ShimClient {
-    /// Connects to `socket`, greets the shim and starts the reader thread; `on_exit` is
-    /// called (on that thread) for every exit the shim pushes.
+    /// Connects to `socket`, greets the shim and starts the reader thread; `on_event` is
+    /// called (on that thread) for every exit the shim pushes, and once with
+    /// [`ShimEvent::Closed`] when the connection ends.
     pub fn connect(
         socket: &Path,
-        on_exit: impl Fn(ExitRecord) + Send + 'static,
+        on_event: impl Fn(ShimEvent) + Send + 'static,
     ) -> Result<Self, ShimClientError> {
         let stream = UnixStream::connect(socket).map_err(|source| ShimClientError::Io {
             what: "connect to shim at",
@@ -89,14 +102,15 @@ impl ShimClient {
                 let mut input = BufReader::new(read_half);
                 while let Ok(msg) = protocol::read_message::<Reply>(&mut input) {
                     match msg {
-                        Reply::Exited(exit) => on_exit(exit),
+                        Reply::Exited(exit) => on_event(ShimEvent::Exited(exit)),
                         other => {
                             if tx.send(other).is_err() {
-                                return;
+                                break;
                             }
                         }
                     }
                 }
+                on_event(ShimEvent::Closed);
             })
             .map_err(|source| ShimClientError::Io {
                 what: "spawn reader thread for",
@@ -109,9 +123,12 @@ impl ShimClient {
             reader: Some(reader),
             shim_pid: 0,
         };
-        match client.request(&Request::Hello {
-            version: PROTOCOL_VERSION,
-        })? {
+        match client.request_within(
+            &Request::Hello {
+                version: PROTOCOL_VERSION,
+            },
+            HELLO_TIMEOUT,
+        )? {
             Reply::Hello { version, pid } if version == PROTOCOL_VERSION => client.shim_pid = pid,
             Reply::Hello { version, .. } => return Err(ShimClientError::Version(version)),
             other => return Err(unexpected(&other)),
@@ -122,13 +139,21 @@ impl ShimClient {
     /// Sends one request and waits for its answer; `error` answers become
     /// [`ShimClientError::Refused`].
     pub fn request(&mut self, req: &Request) -> Result<Reply, ShimClientError> {
+        self.request_within(req, REQUEST_TIMEOUT)
+    }
+
+    fn request_within(
+        &mut self,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Reply, ShimClientError> {
         protocol::write_message(&mut self.stream, req)?;
-        match self.replies.recv_timeout(REQUEST_TIMEOUT) {
+        match self.replies.recv_timeout(timeout) {
             Ok(Reply::Error { message, permanent }) => {
                 Err(ShimClientError::Refused { message, permanent })
             }
             Ok(reply) => Ok(reply),
-            Err(RecvTimeoutError::Timeout) => Err(ShimClientError::Timeout(REQUEST_TIMEOUT)),
+            Err(RecvTimeoutError::Timeout) => Err(ShimClientError::Timeout(timeout)),
             Err(RecvTimeoutError::Disconnected) => Err(ProtocolError::Closed.into()),
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::client::{ShimClient, ShimClientError};
+use super::client::{ShimClient, ShimClientError, ShimEvent};
 use super::protocol::{Reply, Request, RunningContainer};
 use crate::supervise::exit::ExitRecord;
 use crate::supervise::stop::MIN_GRACE;
@@ -51,7 +51,9 @@ impl PodShim {
     pub fn connect(socket: &Path) -> Result<Self, ShimClientError> {
         let (tx, exits) = mpsc::channel();
         let client = ShimClient::connect(socket, move |e| {
-            let _ = tx.send(e);
+            if let ShimEvent::Exited(e) = e {
+                let _ = tx.send(e);
+            }
         })?;
         Ok(Self {
             client,
@@ -60,14 +62,15 @@ impl PodShim {
         })
     }
 
-    /// Connects to the shim at `socket`, handing every pushed exit to `on_exit` instead
-    /// (for a caller that waits on its own channel; use [`PodShim::stop_group_via`]).
+    /// Connects to the shim at `socket`, handing every pushed exit (and the connection's
+    /// end) to `on_event` instead (for a caller that waits on its own channel; use
+    /// [`PodShim::stop_group_via`]).
     pub fn connect_with(
         socket: &Path,
-        on_exit: impl Fn(ExitRecord) + Send + 'static,
+        on_event: impl Fn(ShimEvent) + Send + 'static,
     ) -> Result<Self, ShimClientError> {
         let (_, exits) = mpsc::channel();
-        let client = ShimClient::connect(socket, on_exit)?;
+        let client = ShimClient::connect(socket, on_event)?;
         Ok(Self {
             client,
             exits,

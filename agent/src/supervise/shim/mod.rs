@@ -1,6 +1,7 @@
 //! The per-pod shim: the protocol, the shim process's event loop and the agent's client.
 
 pub mod client;
+pub mod config;
 pub mod handle;
 pub mod protocol;
 pub mod server;

@@ -14,31 +14,16 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
-use podvisor_runtime::container::{self, CgroupLimits, CreateOptions, Stdio};
+use podvisor_runtime::container::{self, CreateOptions, Stdio};
 use rustix::buffer::spare_capacity;
 use rustix::event::epoll;
 use rustix::io::Errno;
 
+pub use super::config::{ShimArgs, ShimConfig};
 use super::protocol::{self, PROTOCOL_VERSION, Reply, Request, RunningContainer};
-use crate::logs::file::RotateConfig;
 use crate::logs::pump::LogPump;
 use crate::supervise::child::{WatchedChild, become_subreaper, reap_orphans};
 use crate::supervise::state::PodStateDir;
-
-/// How the shim is set up.
-#[derive(Debug, Clone)]
-pub struct ShimConfig {
-    /// The agent's state directory (`--state`).
-    pub state_root: PathBuf,
-    /// The pod's UID.
-    pub uid: String,
-    /// The runtime's state root.
-    pub runtime_root: PathBuf,
-    /// Log rotation.
-    pub rotate: RotateConfig,
-    /// Missing-controller policy for the runtime.
-    pub cgroup_limits: CgroupLimits,
-}
 
 /// A failure that stops the shim.
 #[derive(Debug, thiserror::Error)]
@@ -549,45 +534,5 @@ impl Shim {
             }
         }
         self.shutting_down = true;
-    }
-}
-
-/// Options of `podvisor shim` as the agent passes them.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ShimArgs {
-    /// The pod's UID.
-    #[arg(long)]
-    pub uid: String,
-    /// The runtime's state root.
-    #[arg(long, default_value = podvisor_runtime::container::DEFAULT_ROOT)]
-    pub runtime_root: PathBuf,
-    /// Rotate a container log when it would exceed this many bytes.
-    #[arg(long, default_value_t = 10 * 1024 * 1024)]
-    pub log_max_size: u64,
-    /// Log files kept per container run.
-    #[arg(long, default_value_t = 5)]
-    pub log_max_files: usize,
-    /// Skip limits whose cgroup controller is missing instead of failing.
-    #[arg(long)]
-    pub cgroup_best_effort: bool,
-}
-
-impl ShimArgs {
-    /// The shim's configuration under state directory `state_root`.
-    pub fn config(&self, state_root: PathBuf) -> ShimConfig {
-        ShimConfig {
-            state_root,
-            uid: self.uid.clone(),
-            runtime_root: self.runtime_root.clone(),
-            rotate: RotateConfig {
-                max_size: self.log_max_size,
-                max_files: self.log_max_files,
-            },
-            cgroup_limits: if self.cgroup_best_effort {
-                CgroupLimits::BestEffort
-            } else {
-                CgroupLimits::Strict
-            },
-        }
     }
 }

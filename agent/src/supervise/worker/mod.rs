@@ -13,16 +13,15 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
 use super::adopt::{apply_recorded_exit, cleanup_dead_shim, container_id, reconcile_with_shim};
-use super::backoff::BackoffConfig;
 use super::events::{EventType, NewEvent};
 use super::exit::ExitRecord;
 use super::phase::{PodFacts, pod_status};
 use super::podplan::{PodAction, apply_start_failure, containers, ensure_records, next_actions};
 use super::record::{ContainerRecord, WaitReason};
-use super::shim::client::spawn_shim;
+use super::shim::client::{ShimEvent, spawn_shim};
 use super::shim::handle::PodShim;
 use super::shim::protocol::Request;
 use super::shim::server::ShimArgs;
@@ -30,66 +29,22 @@ use super::state::{PodState, PodStateDir, STATE_VERSION};
 use super::status::ProbeView;
 use super::termination::{log_tail_message, read_message_file, termination_message};
 use crate::api::store::{PodEntry, StatusStore};
-use crate::logs::file::{PodLogDir, RotateConfig};
+use crate::logs::file::PodLogDir;
 
+mod config;
 mod stop;
 
-/// Why a bundle could not be made: shown as the container's waiting reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BundleError {
-    /// `ErrImagePull`, `CreateContainerConfigError`, ...
-    pub reason: WaitReason,
-    /// For people.
-    pub message: String,
-}
+/// The pause before retrying actions that just failed the same way.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-/// Makes the OCI bundle of one container run.
-pub trait BundleMaker: Send {
-    /// Writes the bundle of `container`'s run `attempt` and returns its directory. The
-    /// pod's shared namespaces held by the shim are in `namespaces` (kind → path; empty
-    /// before the first container has run).
-    fn make(
-        &mut self,
-        pod: &Pod,
-        container: &Container,
-        attempt: u32,
-        namespaces: &BTreeMap<String, PathBuf>,
-    ) -> Result<PathBuf, BundleError>;
-
-    /// The host path of a container's termination message file, if it has one.
-    fn termination_message_file(&self, _pod: &Pod, _container: &Container) -> Option<PathBuf> {
-        None
-    }
-
-    /// The image's stop signal, if it declares one.
-    fn image_stop_signal(&self, _container: &Container) -> Option<String> {
-        None
-    }
-}
-
-/// Where things live and how supervision is tuned.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// The binary to re-execute as `podvisor shim`.
-    pub exe: PathBuf,
-    /// `--state`.
-    pub state_root: PathBuf,
-    /// `--log-dir`.
-    pub log_root: PathBuf,
-    /// The runtime's state root.
-    pub runtime_root: PathBuf,
-    /// Restart backoff.
-    pub backoff: BackoffConfig,
-    /// Log rotation.
-    pub rotate: RotateConfig,
-    /// Skip limits whose controller is missing.
-    pub cgroup_best_effort: bool,
-}
+pub use config::{BundleError, BundleMaker, WorkerConfig};
 
 /// A message to a worker.
 #[derive(Debug)]
 enum Event {
     Exited(ExitRecord),
+    /// The shim connection ended while the worker still needed it.
+    ShimLost,
     Stop,
     Detach,
 }
@@ -242,7 +197,10 @@ impl Worker {
         let sock = self.dir.shim_socket();
         let tx = self.tx.clone();
         let on_exit = move |e| {
-            let _ = tx.send(Event::Exited(e));
+            let _ = tx.send(match e {
+                ShimEvent::Exited(e) => Event::Exited(e),
+                ShimEvent::Closed => Event::ShimLost,
+            });
         };
         if let Ok(shim) = PodShim::connect_with(&sock, on_exit.clone()) {
             return Ok(shim);
@@ -295,6 +253,7 @@ impl Worker {
         };
         self.state.shim_pid = Some(shim.pid());
         self.adopt(&mut shim);
+        let mut last_actions = Vec::new();
         while !self.stop_requested {
             self.apply_pending();
             let now = SystemTime::now();
@@ -304,12 +263,21 @@ impl Worker {
                 self.act(&mut shim, action);
             }
             self.publish();
-            if !plan.actions.is_empty() {
-                continue; // look again at once: a start may unblock the next step
+            // Look again at once after acting (a start may unblock the next step), unless
+            // the same actions were just tried: then something outside fails them, so
+            // wait a second rather than spin.
+            let repeated = !plan.actions.is_empty() && plan.actions == last_actions;
+            if !plan.actions.is_empty() && !repeated {
+                last_actions = plan.actions;
+                continue;
             }
-            let timeout = plan
+            last_actions = plan.actions;
+            let mut timeout = plan
                 .wake_at
                 .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+            if repeated {
+                timeout = Some(timeout.map_or(RETRY_PAUSE, |t| t.min(RETRY_PAUSE)));
+            }
             let event = match timeout {
                 Some(t) => self.rx.recv_timeout(t),
                 None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -317,6 +285,10 @@ impl Worker {
             match event {
                 Ok(Event::Exited(e)) => self.pending.push_back(e),
                 Ok(Event::Stop) => self.stop_requested = true,
+                Ok(Event::ShimLost) => match self.recover() {
+                    Ok(new) => shim = new,
+                    Err(e) => return WorkerEnd::Failed(e),
+                },
                 Ok(Event::Detach) => {
                     self.publish();
                     return WorkerEnd::Detached;
@@ -356,6 +328,30 @@ impl Worker {
                 );
             }
         }
+    }
+
+    /// The shim connection ended under us (the shim was killed or crashed): reconnect if
+    /// a shim still answers, else kill what the dead one ran and start a new one; then
+    /// adopt it (recorded exits applied, runs it does not know marked
+    /// `ContainerStatusUnknown` and put through the restart policy).
+    fn recover(&mut self) -> Result<PodShim, String> {
+        self.event(
+            None,
+            EventType::Warning,
+            "ShimLost",
+            format!(
+                "lost the connection to the shim of pod {}; re-adopting",
+                self.state.name
+            ),
+        );
+        // Reconnect to a shim that still answers, or clean up and start a new one; then
+        // adopt it like after an agent restart: recorded exits first, then every run
+        // the shim does not know is marked lost and goes through the restart policy.
+        let mut shim = self.shim()?;
+        self.namespaces.clear();
+        self.state.shim_pid = Some(shim.pid());
+        self.adopt(&mut shim);
+        Ok(shim)
     }
 
     /// Applies queued exits (pushed or read from disk) and removes their files.

@@ -49,6 +49,7 @@ impl Worker {
                         None => queued.push_back(e),
                     },
                     Ok(Event::Stop | Event::Detach) => stop_requested = true,
+                    Ok(Event::ShimLost) => break,
                     Err(_) => break,
                 }
             }

@@ -1,0 +1,63 @@
+//! What a pod worker is given: where things live and how supervision is tuned, and the
+//! [`BundleMaker`] seam through which the agent turns a container into an OCI bundle.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use crate::logs::file::RotateConfig;
+use crate::supervise::backoff::BackoffConfig;
+use crate::supervise::record::WaitReason;
+
+/// Why a bundle could not be made: shown as the container's waiting reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleError {
+    /// `ErrImagePull`, `CreateContainerConfigError`, ...
+    pub reason: WaitReason,
+    /// For people.
+    pub message: String,
+}
+
+/// Makes the OCI bundle of one container run.
+pub trait BundleMaker: Send {
+    /// Writes the bundle of `container`'s run `attempt` and returns its directory. The
+    /// pod's shared namespaces held by the shim are in `namespaces` (kind → path; empty
+    /// before the first container has run).
+    fn make(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        attempt: u32,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) -> Result<PathBuf, BundleError>;
+
+    /// The host path of a container's termination message file, if it has one.
+    fn termination_message_file(&self, _pod: &Pod, _container: &Container) -> Option<PathBuf> {
+        None
+    }
+
+    /// The image's stop signal, if it declares one.
+    fn image_stop_signal(&self, _container: &Container) -> Option<String> {
+        None
+    }
+}
+
+/// Where things live and how supervision is tuned.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The binary to re-execute as `podvisor shim`.
+    pub exe: PathBuf,
+    /// `--state`.
+    pub state_root: PathBuf,
+    /// `--log-dir`.
+    pub log_root: PathBuf,
+    /// The runtime's state root.
+    pub runtime_root: PathBuf,
+    /// Restart backoff.
+    pub backoff: BackoffConfig,
+    /// Log rotation.
+    pub rotate: RotateConfig,
+    /// Skip limits whose controller is missing.
+    pub cgroup_best_effort: bool,
+}
