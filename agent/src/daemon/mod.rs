@@ -124,7 +124,7 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     let mut first_pass_done = false;
     let mut wake: Option<Instant> = None;
     let exit = loop {
-        let tick = if any_busy(&pods) {
+        let tick = if pods.busy(desired.as_ref()) {
             BUSY_TICK
         } else {
             IDLE_TICK
@@ -151,7 +151,7 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         }
         let Some(set) = &desired else { continue };
         if !first_pass_done {
-            pods.stop_orphans(set);
+            pods.find_orphans(set);
         }
         wake = pods.reconcile(set);
         if !first_pass_done {
@@ -169,11 +169,6 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     pods.shutdown(args.stop_pods_on_exit);
     api.stop();
     Ok(exit)
-}
-
-/// Whether some worker is stopping or finished (so the loop should look again soon).
-fn any_busy(pods: &Pods) -> bool {
-    pods.any_stopping()
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> anyhow::Result<()> {

@@ -1,13 +1,17 @@
-//! The agent's pods: one [`PodWorker`] per pod UID, started, stopped and replaced as the
-//! pure [`reconcile`] decides from the desired set. Never blocks: stopping is a message
-//! to the pod's own worker thread, and finished workers are collected on the next pass.
+//! The agent's pods over the [`Supervisor`] (one worker per pod UID, driven by the pure
+//! reconcile): what the agent adds around it.
 //!
-//! A pod whose worker could not run (no shim) is retried with a doubling delay; pods
-//! found in the state directory at start that no manifest wants any more are adopted
-//! just to be stopped.
+//! - each pod's bundle maker ([`PodBundles`]) built from its [`StaticPod`];
+//! - pods found in the state directory at start that no manifest wants any more
+//!   ("orphans", their manifest removed while no agent ran): adopted on the first pass
+//!   with a maker that never starts a run, then stopped by the next pass like any
+//!   removed pod (a new version of the same pod waits for them, as for an edit);
+//! - a pod whose worker failed (no shim) is retried after a doubling delay, not at once;
+//! - a stopped pod's leftovers (root filesystems, pod directory, cgroups, logs) removed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
@@ -21,10 +25,10 @@ use crate::logs::file::PodLogDir;
 use crate::manifest::DesiredSet;
 use crate::pod::{QosClass, StaticPod};
 use crate::supervise::events::{EventType, NewEvent};
-use crate::supervise::reconcile::{DesiredPod, ObservedPod, ReconcileAction, reconcile};
 use crate::supervise::record::WaitReason;
 use crate::supervise::state::PodStateDir;
-use crate::supervise::worker::{BundleError, BundleMaker, PodWorker, WorkerConfig, WorkerEnd};
+use crate::supervise::supervisor::Supervisor;
+use crate::supervise::worker::{BundleError, BundleMaker, WorkerConfig, WorkerEnd};
 use crate::translate::PodContext;
 
 /// The first retry delay of a pod whose worker failed; doubles up to [`RETRY_MAX`].
@@ -49,15 +53,14 @@ pub struct PodEnv {
     pub status: StatusStore,
 }
 
-#[derive(Debug)]
-struct Running {
-    worker: PodWorker,
+/// What the agent remembers of a pod it started, to clean up after it.
+#[derive(Debug, Clone)]
+struct Known {
     key: String,
     namespace: String,
     name: String,
     /// `None` for an orphan (its class is not known).
     qos: Option<QosClass>,
-    stopping: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -66,180 +69,145 @@ struct Retry {
     delay: Duration,
 }
 
-/// The set of pod workers.
-#[derive(Debug)]
+type StaticPods = Arc<Mutex<BTreeMap<String, StaticPod>>>;
+
+/// The agent's pods.
 pub struct Pods {
     env: PodEnv,
-    running: BTreeMap<String, Running>,
+    supervisor: Supervisor,
+    /// Desired pods by UID, read by the maker factory.
+    statics: StaticPods,
+    known: BTreeMap<String, Known>,
+    orphans: Vec<Pod>,
     retry: BTreeMap<String, Retry>,
+}
+
+impl std::fmt::Debug for Pods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pods")
+            .field("known", &self.known)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pods {
     /// No pods yet.
     pub fn new(env: PodEnv) -> Self {
+        let statics: StaticPods = Arc::default();
+        let factory = {
+            let statics = statics.clone();
+            let env = env.clone();
+            move |pod: &Pod| -> Box<dyn BundleMaker> {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                let found = statics
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&uid)
+                    .cloned();
+                match found {
+                    Some(sp) => Box::new(bundles_for(&env, sp)),
+                    None => Box::new(NoNewRuns),
+                }
+            }
+        };
+        let supervisor = Supervisor::new(env.worker.clone(), env.status.clone(), Box::new(factory));
         Self {
             env,
-            running: BTreeMap::new(),
+            supervisor,
+            statics,
+            known: BTreeMap::new(),
+            orphans: Vec::new(),
             retry: BTreeMap::new(),
         }
     }
 
-    /// How many workers exist (running or stopping).
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    /// Whether no worker exists.
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
-
-    /// Adopts pods in the state directory that `desired` does not want, and stops them
-    /// (their manifests were removed while no agent ran).
-    pub fn stop_orphans(&mut self, desired: &DesiredSet) {
+    /// Finds the pods in the state directory that `desired` does not want; the next
+    /// pass adopts them and the one after stops them.
+    pub fn find_orphans(&mut self, desired: &DesiredSet) {
         let wanted: Vec<&str> = desired.pods.values().map(|p| p.uid.as_str()).collect();
-        let uids =
-            crate::supervise::state::pod_uids(&self.env.worker.state_root).unwrap_or_default();
-        for uid in uids {
-            if wanted.contains(&uid.as_str()) || self.running.contains_key(&uid) {
+        let state = &self.env.worker.state_root;
+        for uid in crate::supervise::state::pod_uids(state).unwrap_or_default() {
+            if wanted.contains(&uid.as_str()) {
                 continue;
             }
-            let Ok(Some(saved)) = PodStateDir::new(&self.env.worker.state_root, &uid).load() else {
+            let Ok(Some(saved)) = PodStateDir::new(state, &uid).load() else {
                 continue;
             };
             tracing::info!(pod = %saved.name, uid = %uid, "stopping a pod no manifest wants any more");
-            let pod = orphan_pod(&saved);
-            let worker = PodWorker::start(
-                pod,
-                Box::new(NoNewRuns),
-                self.env.worker.clone(),
-                self.env.status.clone(),
-            );
-            worker.stop();
-            self.running.insert(
-                uid.clone(),
-                Running {
-                    worker,
+            self.known.insert(
+                uid,
+                Known {
                     key: format!("{}/{}", saved.namespace, saved.name),
                     namespace: saved.namespace.clone(),
                     name: saved.name.clone(),
                     qos: None,
-                    stopping: true,
                 },
             );
+            self.orphans.push(orphan_pod(&saved));
         }
     }
 
-    /// One level-triggered pass: collect finished workers, then start and stop pods so
-    /// that the workers match `desired`. Returns the earliest time a retry is due.
+    /// One level-triggered pass. Returns the earliest time a retry is due.
     pub fn reconcile(&mut self, desired: &DesiredSet) -> Option<Instant> {
-        self.collect_finished();
-        let list: Vec<DesiredPod> = desired
-            .pods
-            .values()
-            .map(|p| DesiredPod {
-                uid: p.uid.clone(),
-                key: p.full_name(),
-            })
-            .collect();
-        let observed: BTreeMap<String, ObservedPod> = self
-            .running
-            .iter()
-            .map(|(uid, r)| {
-                (
-                    uid.clone(),
-                    ObservedPod {
-                        key: r.key.clone(),
-                        stopping: r.stopping,
-                    },
-                )
-            })
-            .collect();
         let now = Instant::now();
+        let existing = self.supervisor.uids();
         let mut wake = None::<Instant>;
-        for action in reconcile(&list, &observed) {
-            match action {
-                ReconcileAction::Stop(uid) => {
-                    if let Some(r) = self.running.get_mut(&uid) {
-                        tracing::info!(pod = %r.key, uid = %uid, "stopping pod");
-                        r.worker.stop();
-                        r.stopping = true;
-                    }
+        let mut pods: Vec<Pod> = Vec::new();
+        {
+            let mut statics = self.statics.lock().unwrap_or_else(PoisonError::into_inner);
+            statics.clear();
+            for sp in desired.pods.values() {
+                if !existing.contains(&sp.uid)
+                    && let Some(r) = self.retry.get(&sp.uid)
+                    && r.not_before > now
+                {
+                    wake = Some(wake.map_or(r.not_before, |w| w.min(r.not_before)));
+                    continue;
                 }
-                ReconcileAction::Start(uid) => {
-                    if let Some(r) = self.retry.get(&uid)
-                        && r.not_before > now
-                    {
-                        wake = Some(wake.map_or(r.not_before, |w| w.min(r.not_before)));
-                        continue;
-                    }
-                    if let Some(pod) = desired.pods.values().find(|p| p.uid == uid) {
-                        self.start(pod.clone());
-                    }
-                }
+                statics.insert(sp.uid.clone(), sp.clone());
+                self.known.entry(sp.uid.clone()).or_insert_with(|| Known {
+                    key: sp.full_name(),
+                    namespace: sp
+                        .pod
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                    name: sp.name().to_owned(),
+                    qos: Some(sp.qos),
+                });
+                pods.push(sp.pod.clone());
             }
         }
+        // Orphans are desired exactly once: adopted by this pass, stopped by the next.
+        pods.append(&mut self.orphans);
+        let ended = self.supervisor.sync(&pods);
+        self.handle_ended(ended);
         wake
     }
 
-    fn start(&mut self, pod: StaticPod) {
-        let uid = pod.uid.clone();
-        tracing::info!(pod = %pod.full_name(), uid = %uid, "starting pod");
-        let mut ctx = self.env.base_ctx.clone();
-        ctx.pod_dir = self.env.root.join("pods").join(&uid);
-        let host_network = pod
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
-        let node_ip = ctx.host_ip.clone();
-        ctx.set_node_ip(&node_ip, host_network);
-        let bundles = PodStateDir::new(&self.env.worker.state_root, &uid)
-            .path()
-            .join("bundles");
-        let maker = PodBundles::new(
-            pod.clone(),
-            ctx,
-            self.env.images.clone(),
-            self.env.pull.clone(),
-            bundles,
-        );
-        let meta = &pod.pod.metadata;
-        let running = Running {
-            key: pod.full_name(),
-            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
-            name: meta.name.clone().unwrap_or_default(),
-            qos: Some(pod.qos),
-            stopping: false,
-            worker: PodWorker::start(
-                pod.pod.clone(),
-                Box::new(maker),
-                self.env.worker.clone(),
-                self.env.status.clone(),
-            ),
-        };
-        self.running.insert(uid, running);
+    /// Whether some pod is being stopped or waits for a retry (the loop should look again soon).
+    pub fn busy(&self, desired: Option<&DesiredSet>) -> bool {
+        let mut running = self.supervisor.uids();
+        running.sort();
+        let mut wanted: Vec<String> = desired
+            .map(|d| d.pods.values().map(|p| p.uid.clone()).collect())
+            .unwrap_or_default();
+        wanted.sort();
+        running != wanted || !self.orphans.is_empty()
     }
 
-    /// Joins the workers that ended: a stopped pod's leftovers are removed, a failed
-    /// one is retried later.
-    fn collect_finished(&mut self) {
-        let done: Vec<String> = self
-            .running
-            .iter()
-            .filter(|(_, r)| r.worker.is_finished())
-            .map(|(uid, _)| uid.clone())
-            .collect();
-        for uid in done {
-            let Some(r) = self.running.remove(&uid) else {
-                continue;
-            };
-            match r.worker.join() {
+    fn handle_ended(&mut self, ended: Vec<(String, WorkerEnd)>) {
+        for (uid, end) in ended {
+            let known = self.known.get(&uid).cloned();
+            match end {
                 WorkerEnd::Stopped => {
                     self.retry.remove(&uid);
-                    self.remove_leftovers(&uid, &r.namespace, &r.name, r.qos);
-                    tracing::info!(pod = %r.key, uid = %uid, "pod stopped and removed");
+                    if let Some(k) = self.known.remove(&uid) {
+                        self.remove_leftovers(&uid, &k);
+                        tracing::info!(pod = %k.key, uid = %uid, "pod stopped and removed");
+                    }
                 }
                 WorkerEnd::Detached => {}
                 WorkerEnd::Failed(message) => {
@@ -247,11 +215,14 @@ impl Pods {
                         .retry
                         .get(&uid)
                         .map_or(RETRY_INITIAL, |r| (r.delay * 2).min(RETRY_MAX));
-                    tracing::warn!(pod = %r.key, uid = %uid, error = %message, ?delay, "pod worker failed; retrying");
+                    let (namespace, name, key) = known
+                        .map(|k| (k.namespace, k.name, k.key))
+                        .unwrap_or_default();
+                    tracing::warn!(pod = %key, uid = %uid, error = %message, ?delay, "pod worker failed; retrying");
                     self.env.status.record_event(
                         NewEvent {
-                            namespace: &r.namespace,
-                            pod: &r.name,
+                            namespace: &namespace,
+                            pod: &name,
                             uid: &uid,
                             field_path: None,
                             type_: EventType::Warning,
@@ -272,11 +243,10 @@ impl Pods {
         }
     }
 
-    fn remove_leftovers(&self, uid: &str, namespace: &str, name: &str, qos: Option<QosClass>) {
+    fn remove_leftovers(&self, uid: &str, k: &Known) {
         let pod_dir = self.env.root.join("pods").join(uid);
-        let logs = PodLogDir::new(&self.env.worker.log_root, namespace, name, uid);
-        // The QoS of an orphan is unknown: try every class.
-        let classes = match qos {
+        let logs = PodLogDir::new(&self.env.worker.log_root, &k.namespace, &k.name, uid);
+        let classes = match k.qos {
             Some(q) => vec![q],
             None => vec![
                 QosClass::Guaranteed,
@@ -297,35 +267,41 @@ impl Pods {
         }
     }
 
-    /// Whether some pod is being stopped (its end should be noticed soon, to start its
-    /// replacement and remove its leftovers).
-    pub fn any_stopping(&self) -> bool {
-        self.running
-            .values()
-            .any(|r| r.stopping || r.worker.is_finished())
-    }
-
-    /// Whether every worker has ended.
-    pub fn all_finished(&self) -> bool {
-        self.running.values().all(|r| r.worker.is_finished())
-    }
-
-    /// Agent exit: either stops every pod (`stop`) or lets go of them running, then waits
-    /// for the workers (a stop is bounded by each pod's grace period plus the kill wait).
+    /// Agent exit: either stops every pod (`stop`, in parallel, then removes what they
+    /// leave) or lets go of them running, and waits for the workers.
     pub fn shutdown(mut self, stop: bool) {
-        for r in self.running.values_mut() {
-            if stop {
-                r.worker.stop();
-                r.stopping = true;
-            } else {
-                r.worker.detach();
-            }
-        }
-        while !self.running.is_empty() {
-            self.collect_finished();
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let placeholder = Supervisor::new(
+            self.env.worker.clone(),
+            self.env.status.clone(),
+            Box::new(|_: &Pod| -> Box<dyn BundleMaker> { Box::new(NoNewRuns) }),
+        );
+        let supervisor = std::mem::replace(&mut self.supervisor, placeholder);
+        let ended = if stop {
+            supervisor.stop_all()
+        } else {
+            supervisor.detach_all()
+        };
+        self.handle_ended(ended);
     }
+}
+
+/// The bundle maker of one desired pod: its pod directory under `--root`, its bundles
+/// under its state directory.
+fn bundles_for(env: &PodEnv, pod: StaticPod) -> PodBundles {
+    let mut ctx = env.base_ctx.clone();
+    ctx.pod_dir = env.root.join("pods").join(&pod.uid);
+    let host_network = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.host_network)
+        .unwrap_or(false);
+    let node_ip = ctx.host_ip.clone();
+    ctx.set_node_ip(&node_ip, host_network);
+    let bundles = PodStateDir::new(&env.worker.state_root, &pod.uid)
+        .path()
+        .join("bundles");
+    PodBundles::new(pod, ctx, env.images.clone(), env.pull.clone(), bundles)
 }
 
 /// A maker for orphans being stopped: it never starts a new run.
