@@ -567,6 +567,60 @@ fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
     })
 }
 
+fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    w.start_agent();
+    let missing = "  - name: c\n    image: example.invalid/nothing:1\n    imagePullPolicy: Never\n    command: [\"true\"]\n";
+    w.write_manifest("bad.yaml", &pod_yaml("noimage", "", missing));
+    w.write_manifest("good.yaml", &pod_yaml("good", "", &app("c", STEADY)));
+    wait_for("good-e2e Running next to the bad pod", 30, || {
+        w.pod("good-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let bad = wait_for("noimage-e2e waiting with ErrImageNeverPull", 30, || {
+        w.pod("noimage-e2e").filter(|p| {
+            container(p, "containerStatuses", "c")
+                .is_some_and(|c| c["state"]["waiting"]["reason"] == "ErrImageNeverPull")
+        })
+    })?;
+    let c = container(&bad, "containerStatuses", "c").unwrap();
+    let message = c["state"]["waiting"]["message"].as_str().unwrap_or("");
+    ensure(message.contains("example.invalid/nothing:1"), || {
+        format!("the waiting message does not name the image: {message:?}")
+    })?;
+    ensure(phase(&bad) == "Pending", || {
+        format!("bad pod phase {}", phase(&bad))
+    })
+}
+
+fn manifest_removed_while_agent_down_is_stopped_on_start(img: &Path) -> Outcome {
+    let mut w = World::new(img, &[]);
+    w.start_agent();
+    let marker = format!("e2e-orphan-marker-{}", std::process::id());
+    let script = format!("trap 'exit 0' TERM; echo {marker}; while true; do sleep 0.2; done");
+    w.write_manifest("orphan.yaml", &pod_yaml("orphan", "", &app("c", &script)));
+    let pod = wait_for("orphan-e2e Running", 30, || {
+        w.pod("orphan-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let id = uid(&pod);
+    // No --stop-pods-on-exit: SIGTERM leaves the pod running.
+    w.stop_agent();
+    ensure(!processes_with(&marker).is_empty(), || {
+        "the pod did not survive the agent's SIGTERM".into()
+    })?;
+    w.remove_manifest("orphan.yaml");
+    w.start_agent();
+    wait_for("the orphan's processes gone", 30, || {
+        processes_with(&marker).is_empty().then_some(())
+    })?;
+    wait_for("the orphan's directories removed", 10, || {
+        (!w.path("state/pods").join(&id).exists() && !w.path("root/pods").join(&id).exists())
+            .then_some(())
+    })?;
+    ensure(w.pods().is_empty(), || {
+        format!("pods listed: {:?}", w.pods())
+    })
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
@@ -611,6 +665,14 @@ fn main() {
             edit_replaces_pod_after_old_got_sigterm,
         ),
         ("delete_leaves_nothing", delete_leaves_nothing),
+        (
+            "bad_image_waits_with_reason_and_other_pods_run",
+            bad_image_waits_with_reason_and_other_pods_run,
+        ),
+        (
+            "manifest_removed_while_agent_down_is_stopped_on_start",
+            manifest_removed_while_agent_down_is_stopped_on_start,
+        ),
         (
             "agent_kill9_then_restart_readopts_without_restarts",
             agent_kill9_then_restart_readopts_without_restarts,
