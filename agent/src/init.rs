@@ -113,7 +113,7 @@ fn mount_once(
     flags: MountFlags,
     data: &str,
 ) -> Result<(), InitError> {
-    if target != "/proc" && is_mount_point(target) {
+    if is_mount_point(target) {
         return Ok(());
     }
     let err = |step| {
@@ -128,7 +128,7 @@ fn mount_once(
         std::ffi::CString::new(data).map_err(|e| err("mount options")(io::Error::other(e)))?;
     let data = (!data.is_empty()).then_some(data.as_c_str());
     match mount(source, target, fstype, flags, data) {
-        // EBUSY: /proc (checked before /proc was there to read) is already mounted.
+        // EBUSY: already mounted (a check that could not read mountinfo said no).
         Ok(()) | Err(Errno::BUSY) => Ok(()),
         Err(e) => Err(err("mount")(e.into())),
     }

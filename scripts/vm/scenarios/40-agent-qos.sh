@@ -1,0 +1,50 @@
+# Scenario: podvisor agent as PID 1 places pods in the QoS tree of cgroup v2 and applies their
+# limits: a Guaranteed pod under pods/guaranteed with memory.max and cpu.max from its limits,
+# a Burstable pod under pods/burstable with its memory limit, a BestEffort pod under
+# pods/besteffort with no limit; each container's process is in its own cgroup.
+# budget: 90
+# boot: agent
+# prepare: scripts/build-busybox-image "$OUT" >/dev/null
+
+manifests() {
+	for q in guaranteed burstable besteffort; do
+		case $q in
+		guaranteed) res='{limits: {cpu: 100m, memory: 32Mi}}' ;;
+		burstable) res='{requests: {memory: 16Mi}, limits: {memory: 64Mi}}' ;;
+		besteffort) res='{}' ;;
+		esac
+		cat >"$MANIFESTS/qos-$q.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata: {name: qos-$q}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: c
+    image: busybox:podvisor-test
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    resources: $res
+YAML
+	done
+}
+
+check() {
+	for q in guaranteed burstable besteffort; do
+		name=qos-$q-vmtest
+		wait_until 60 "$name Running" pod_running "$name"
+		uid=$(pod_uid "$name")
+		[ -n "$uid" ] || fail "no uid for $name in podvisor inspect"
+		dir=$PODS_CG/$q/pod$uid/c
+		[ -d "$dir" ] || fail "$name: cgroup $dir missing (found: $(find $PODS_CG -maxdepth 2 -name 'pod*' | tr '\n' ' '))"
+		pid=$(container_pid "$dir")
+		[ -n "$pid" ] || fail "$name: no process in $dir"
+		expect_eq "0::/podvisor/pods/$q/pod$uid/c" "$(grep '^0::' /proc/$pid/cgroup)" "cgroup of $name's process"
+		eval "dir_$q=\$dir"
+	done
+	expect_eq 33554432 "$(read_file "$dir_guaranteed/memory.max")" "memory.max of the Guaranteed container"
+	expect_eq "10000 100000" "$(read_file "$dir_guaranteed/cpu.max")" "cpu.max of the Guaranteed container (100m)"
+	expect_eq 67108864 "$(read_file "$dir_burstable/memory.max")" "memory.max of the Burstable container"
+	expect_eq max "$(read_file "$dir_besteffort/memory.max")" "memory.max of the BestEffort container"
+	pass "pods/guaranteed (memory.max 32Mi, cpu.max 10000/100000), pods/burstable (memory.max 64Mi), pods/besteffort (max); each process in its container's cgroup"
+}
