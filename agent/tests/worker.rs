@@ -257,6 +257,11 @@ fn worker_runs_init_then_restarts_a_crashing_app_with_backoff_and_stops_cleanly(
     assert!(steady.state.as_ref().unwrap().running.is_some() && steady.ready);
     let events = store.events(Some("w1-node1"));
     assert!(events.iter().any(|e| e.reason == "BackOff"), "{events:?}");
+    let metrics = podvisor::api::metrics::render(&store).unwrap();
+    assert!(
+        metrics.contains("podvisor_pod_start_latency_seconds_count 1"),
+        "{metrics}"
+    );
     assert!(
         events
             .iter()

@@ -131,6 +131,8 @@ struct Worker {
     rx: Receiver<Event>,
     pending: VecDeque<ExitRecord>,
     stop_requested: bool,
+    /// When the worker began (for the start latency metric), until it is observed.
+    begun: Option<std::time::Instant>,
 }
 
 impl Worker {
@@ -174,6 +176,7 @@ impl Worker {
             rx,
             pending: VecDeque::new(),
             stop_requested: false,
+            begun: Some(std::time::Instant::now()),
         }
     }
 
@@ -306,6 +309,14 @@ impl Worker {
 
     /// Re-adoption: exits recorded while no agent listened, and runs the shim lost.
     fn adopt(&mut self, shim: &mut PodShim) {
+        if self
+            .state
+            .containers
+            .iter()
+            .any(|r| r.running.is_some() || r.last_exit.is_some())
+        {
+            self.begun = None; // an adopted pod started long ago
+        }
         if let Ok((exits, _)) = self.dir.pending_exits() {
             self.pending.extend(exits.into_iter().map(|(_, e)| e));
         }
@@ -477,6 +488,14 @@ impl Worker {
                     "Started",
                     format!("Started container {name}"),
                 );
+                // Start latency: worker start to the first app container running (a
+                // re-adopted pod has nothing to start and records none).
+                let is_app = containers(&self.pod)
+                    .iter()
+                    .any(|(c, k)| c.name == name && *k == super::policy::ContainerKind::Regular);
+                if is_app && let Some(begun) = self.begun.take() {
+                    self.store.observe_start_latency(begun.elapsed());
+                }
             }
             Err(e) => {
                 let message = e.to_string();
