@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "fake_api/mod.rs"]
+mod fake_api;
+
 const BIN: &str = env!("CARGO_BIN_EXE_podvisor");
 const IMAGE: &str = "busybox:podvisor-test";
 const NODE: &str = "e2e";
@@ -621,6 +624,69 @@ fn manifest_removed_while_agent_down_is_stopped_on_start(img: &Path) -> Outcome 
     })
 }
 
+fn kubeconfig_mirrors_the_pod_with_its_status(img: &Path) -> Outcome {
+    let pki = fake_api::certs::TestPki::new();
+    let api = fake_api::FakeApi::start(&pki);
+    let (pem, der) = pki.node_client(NODE, "kubelet-client");
+    api.allow_cert(der, NODE, "node");
+    let kubeconfig = pki.dir.path().join("kubelet.conf");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: ca.crt\n\
+             users:\n- name: system:node:{NODE}\n  user:\n    client-certificate: {c}\n    client-key: {c}\n\
+             contexts:\n- name: ctx\n  context:\n    cluster: k\n    user: system:node:{NODE}\ncurrent-context: ctx\n",
+            api.url(),
+            c = pem.display()
+        ),
+    )
+    .unwrap();
+    let kc = kubeconfig.to_string_lossy().into_owned();
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--kubeconfig",
+            &kc,
+            "--node-ip",
+            "127.0.0.1",
+        ],
+    );
+    w.start_agent();
+    w.write_manifest(
+        "mirrored.yaml",
+        &pod_yaml("mirrored", "", &app("c", STEADY)),
+    );
+    wait_for("mirrored-e2e Running locally", 30, || {
+        w.pod("mirrored-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let key = ("default".to_string(), "mirrored-e2e".to_string());
+    let mirror = wait_for(
+        "a mirror pod with phase Running in the API server",
+        30,
+        || {
+            let store = api.store.lock().unwrap();
+            store
+                .pods
+                .get(&key)
+                .filter(|p| p["status"]["phase"] == "Running")
+                .cloned()
+        },
+    )?;
+    let annotations = &mirror["metadata"]["annotations"];
+    ensure(
+        annotations["kubernetes.io/config.mirror"].is_string(),
+        || format!("not a mirror pod: {annotations}"),
+    )?;
+    let node_registered = api.store.lock().unwrap().nodes.contains_key(NODE);
+    ensure(node_registered, || "the Node was not registered".into())?;
+    w.remove_manifest("mirrored.yaml");
+    wait_for("the mirror pod deleted", 30, || {
+        (!api.store.lock().unwrap().pods.contains_key(&key)).then_some(())
+    })?;
+    Ok(())
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
@@ -672,6 +738,10 @@ fn main() {
         (
             "manifest_removed_while_agent_down_is_stopped_on_start",
             manifest_removed_while_agent_down_is_stopped_on_start,
+        ),
+        (
+            "kubeconfig_mirrors_the_pod_with_its_status",
+            kubeconfig_mirrors_the_pod_with_its_status,
         ),
         (
             "agent_kill9_then_restart_readopts_without_restarts",

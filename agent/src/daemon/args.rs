@@ -25,18 +25,16 @@ pub struct AgentArgs {
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
-    /// The node's IP (pods see it as status.hostIP; hostNetwork pods as their IP).
-    #[arg(long, default_value = "")]
-    pub node_ip: String,
     /// Image store and pod directories.
     #[arg(long, default_value = "/var/lib/podvisor")]
     pub root: PathBuf,
     /// CRI log directory.
     #[arg(long, default_value = "/var/log/pods")]
     pub log_dir: PathBuf,
-    /// Kubeconfig: mirror the static pods to this API server.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    /// The API server flags (`--kubeconfig` enables mirror pods; `--node-ip` is also the
+    /// hostIP pods see).
+    #[command(flatten)]
+    pub mirror: crate::mirror::MirrorArgs,
     /// Missing-controller policy.
     #[arg(long, value_enum, default_value = "strict")]
     pub cgroup_limits: CgroupLimits,

@@ -13,6 +13,8 @@
 //! pod's own worker thread. `sd_notify` READY is sent after the first pass. SIGTERM or
 //! SIGINT ends the agent leaving pods running (their shims keep them; the next agent
 //! re-adopts them) unless `--stop-pods-on-exit`; SIGHUP re-reads every manifest.
+//! With `--kubeconfig` the mirror task gets the status store's pods after every pass
+//! (it never sits in the path of starting or stopping a pod).
 
 pub mod args;
 pub mod bundle;
@@ -80,7 +82,7 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     let mut base_ctx = PodContext::new(args.root.join("pods"));
     base_ctx.cgroup_parent = args.cgroup_parent.clone();
     base_ctx.node_hostname = node.clone();
-    base_ctx.host_ip = args.node_ip.clone();
+    base_ctx.host_ip = args.mirror.node_ip.clone().unwrap_or_default();
     let env = PodEnv {
         worker: WorkerConfig {
             exe,
@@ -101,6 +103,11 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         status: status.clone(),
     };
     let mut pods = Pods::new(env);
+    // Mirror pods (with --kubeconfig): fed from the status store, never waited for.
+    let (mirror, mirror_thread) = args
+        .mirror
+        .start(&node)
+        .context("start the mirror-pod client")?;
 
     let (tx, rx) = mpsc::channel();
     spawn_signal_thread(tx.clone())?;
@@ -154,6 +161,12 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
             pods.find_orphans(set);
         }
         wake = pods.reconcile(set);
+        mirror.set_static_pods(
+            status
+                .pods()
+                .into_iter()
+                .map(|e| crate::mirror::StaticPodState::from_pod(e.pod)),
+        );
         if !first_pass_done {
             first_pass_done = true;
             tracing::info!(pods = set.pods.len(), elapsed = ?started.elapsed(), "first reconcile done");
@@ -167,6 +180,10 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         w.stop();
     }
     pods.shutdown(args.stop_pods_on_exit);
+    mirror.stop();
+    if let Some(t) = mirror_thread {
+        let _ = t.join();
+    }
     api.stop();
     Ok(exit)
 }
