@@ -31,6 +31,7 @@ struct World {
     dir: tempfile::TempDir,
     agent: Option<Child>,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl World {
@@ -56,6 +57,7 @@ impl World {
             dir,
             agent: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         }
     }
 
@@ -85,6 +87,7 @@ impl World {
                 &format!("/podvisor-e2e-{}", std::process::id()),
             ])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -687,6 +690,45 @@ fn kubeconfig_mirrors_the_pod_with_its_status(img: &Path) -> Outcome {
     Ok(())
 }
 
+fn sd_notify_ready_after_the_first_reconcile(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let sock_path = w.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    w.env.push((
+        "NOTIFY_SOCKET".into(),
+        sock_path.to_string_lossy().into_owned(),
+    ));
+    w.write_manifest("early.yaml", &pod_yaml("early", "", &app("c", STEADY)));
+    let t0 = Instant::now();
+    w.start_agent();
+    let mut buf = [0u8; 512];
+    let n = sock
+        .recv(&mut buf)
+        .map_err(|e| format!("no sd_notify message: {e}"))?;
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    println!("    READY after {:?}", t0.elapsed());
+    ensure(msg.lines().any(|l| l == "READY=1"), || {
+        format!("sd_notify sent {msg:?}")
+    })?;
+    // READY comes after the first reconcile (which started the manifest's pod) and
+    // with the local API already serving.
+    ensure(w.cli(&["ps"]).is_ok(), || {
+        "the local API does not answer after READY".into()
+    })?;
+    let log = w.agent_log();
+    ensure(
+        log.lines()
+            .any(|l| l.contains("first reconcile done") && l.contains("pods=1")),
+        || format!("no first reconcile with the pod in the agent log:\n{log}"),
+    )?;
+    wait_for("early-e2e Running", 30, || {
+        w.pod("early-e2e").filter(|p| phase(p) == "Running")
+    })
+    .map(|_| ())
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
@@ -742,6 +784,10 @@ fn main() {
         (
             "kubeconfig_mirrors_the_pod_with_its_status",
             kubeconfig_mirrors_the_pod_with_its_status,
+        ),
+        (
+            "sd_notify_ready_after_the_first_reconcile",
+            sd_notify_ready_after_the_first_reconcile,
         ),
         (
             "agent_kill9_then_restart_readopts_without_restarts",
