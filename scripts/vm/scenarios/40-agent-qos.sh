@@ -23,7 +23,7 @@ spec:
   - name: c
     image: busybox:podvisor-test
     imagePullPolicy: Never
-    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]
+    command: ["/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done", "qos-$q-main"]
     resources: $res
 YAML
 	done
@@ -37,9 +37,12 @@ check() {
 		[ -n "$uid" ] || fail "no uid for $name in podvisor inspect"
 		dir=$PODS_CG/$q/pod$uid/c
 		[ -d "$dir" ] || fail "$name: cgroup $dir missing (found: $(find $PODS_CG -maxdepth 2 -name 'pod*' | tr '\n' ' '))"
-		pid=$(container_pid "$dir")
-		[ -n "$pid" ] || fail "$name: no process in $dir"
-		expect_eq "0::/podvisor/pods/$q/pod$uid/c" "$(grep '^0::' /proc/$pid/cgroup)" "cgroup of $name's process"
+		# The container's shell is the process with qos-<class>-main (its $0) on its command line.
+		pid=$(pgrep -f "qos-$q-main" | head -n 1)
+		[ -n "$pid" ] || fail "$name: no process qos-$q-main"
+		grep -qx "$pid" "$dir/cgroup.procs" ||
+			fail "$name: process $pid is not in $dir (cgroup.procs: $(cat "$dir/cgroup.procs" | tr '\n' ' '))"
+		echo "ok: $name's process $pid is in $dir"
 		eval "dir_$q=\$dir"
 	done
 	expect_eq 33554432 "$(read_file "$dir_guaranteed/memory.max")" "memory.max of the Guaranteed container"
