@@ -240,8 +240,21 @@ fn shim_runs_containers_records_exits_and_logs() {
         &rootfs,
         &logs,
         "sleeper",
-        "trap 'exit 7' TERM; while true; do sleep 0.05; done",
+        "trap 'exit 7' TERM; echo ready; while true; do sleep 0.05; done",
     );
+    // Signal only once the trap is installed (PID 1 of a pid namespace ignores SIGTERM
+    // without a handler, so an early signal would be lost).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(logs.join("sleeper/0.log"))
+        .unwrap_or_default()
+        .contains("ready")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleeper never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     match client.request(&Request::State).unwrap() {
         Reply::State { containers, .. } => assert_eq!(
             containers
@@ -416,11 +429,24 @@ fn graceful_stop_signals_waits_the_grace_period_then_kills() {
     };
     start(
         "polite",
-        "trap 'echo got TERM; exit 0' TERM; while true; do sleep 0.05; done",
+        "trap 'echo got TERM; exit 0' TERM; echo armed; while true; do sleep 0.05; done",
     );
-    start("stubborn", "trap '' TERM; while true; do sleep 0.05; done");
+    start(
+        "stubborn",
+        "trap '' TERM; echo armed; while true; do sleep 0.05; done",
+    );
     start("other", "sleep 0.5; exit 4");
-    std::thread::sleep(Duration::from_millis(200)); // let the traps be installed
+    // Signal only once both traps are installed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for name in ["polite", "stubborn"] {
+        while !std::fs::read_to_string(logs.join(name).join("0.log"))
+            .unwrap_or_default()
+            .contains("armed")
+        {
+            assert!(std::time::Instant::now() < deadline, "{name} never armed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     let t0 = std::time::Instant::now();
     let targets = [
         StopTarget {
@@ -455,10 +481,10 @@ fn graceful_stop_signals_waits_the_grace_period_then_kills() {
         took >= Duration::from_secs(2) && took < Duration::from_secs(8),
         "grace floor is 2 s: took {took:?}"
     );
-    assert_eq!(
-        first_line(&logs, "polite"),
-        "got TERM",
-        "the workload saw SIGTERM"
+    let polite = std::fs::read_to_string(logs.join("polite/0.log")).unwrap();
+    assert!(
+        polite.contains(" stdout F got TERM"),
+        "the workload saw SIGTERM: {polite}"
     );
     // The unrelated exit during the wait was kept for the caller.
     let other = shim.next_exit(Duration::from_secs(5)).unwrap();

@@ -571,3 +571,131 @@ fn supervisor_replaces_an_edited_pod_only_after_the_old_one_is_gone() {
     assert!(left.is_empty(), "runtime containers left: {left:?}");
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
 }
+
+#[test]
+fn probe_verdicts_drive_ready_and_liveness_restarts() {
+    use k8s_openapi::api::core::v1::{ExecAction, Probe};
+    use podvisor::supervise::worker::ProbeUpdate;
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let mut app = container(
+        "app",
+        "trap 'exit 0' TERM; echo armed; while true; do sleep 0.05; done",
+    );
+    app.readiness_probe = Some(Probe {
+        exec: Some(ExecAction {
+            command: Some(vec!["true".into()]),
+        }),
+        ..Default::default()
+    });
+    let p = pod("w5", vec![], vec![app], 5);
+    let maker = Busybox::new(tmp.path());
+    let cgroup = maker.cgroup.clone();
+    let worker = PodWorker::start(p, Box::new(maker), config(tmp.path()), store.clone());
+    let app_status = |store: &StatusStore| {
+        store
+            .pod("w5-node1")
+            .ok()?
+            .pod
+            .status?
+            .container_statuses?
+            .into_iter()
+            .next()
+    };
+    let ready_condition = |store: &StatusStore| {
+        let s = store.pod("w5-node1").unwrap().pod.status.unwrap();
+        s.conditions
+            .unwrap()
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .status
+    };
+    wait_until("app running", || {
+        app_status(&store).is_some_and(|a| a.state.is_some_and(|s| s.running.is_some()))
+    });
+    assert!(
+        !app_status(&store).unwrap().ready,
+        "not ready before the readiness probe passes"
+    );
+    assert_eq!(ready_condition(&store), "False");
+
+    worker.probe("app", ProbeUpdate::Ready(true));
+    wait_until("ready", || app_status(&store).is_some_and(|a| a.ready));
+    assert_eq!(ready_condition(&store), "True");
+
+    wait_until("trap set", || {
+        std::fs::read_to_string(tmp.path().join("logs/default_w5-node1_w5/app/0.log"))
+            .is_ok_and(|l| l.contains(" F armed"))
+    });
+    let message = "Container app failed liveness probe, will be restarted".to_string();
+    worker.probe(
+        "app",
+        ProbeUpdate::Restart {
+            grace: Duration::from_secs(2),
+            message: message.clone(),
+        },
+    );
+    wait_until("restarted after liveness failure", || {
+        app_status(&store)
+            .is_some_and(|a| a.restart_count == 1 && a.state.is_some_and(|s| s.running.is_some()))
+    });
+    assert!(
+        !app_status(&store).unwrap().ready,
+        "a new run starts not ready"
+    );
+    assert!(
+        store
+            .events(Some("w5-node1"))
+            .iter()
+            .any(|e| e.reason == "Killing" && e.message == message)
+    );
+    worker.stop();
+    assert_eq!(worker.join(), WorkerEnd::Stopped);
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}
+
+#[test]
+fn pre_stop_sleep_runs_before_the_stop_signal_within_the_grace_period() {
+    use k8s_openapi::api::core::v1::{Lifecycle, LifecycleHandler, SleepAction};
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let mut app = container(
+        "app",
+        "trap 'echo got TERM; exit 0' TERM; echo armed; while true; do sleep 0.05; done",
+    );
+    app.lifecycle = Some(Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            sleep: Some(SleepAction { seconds: 1 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let p = pod("w6", vec![], vec![app], 10);
+    let maker = Busybox::new(tmp.path());
+    let cgroup = maker.cgroup.clone();
+    let worker = PodWorker::start(p, Box::new(maker), config(tmp.path()), store.clone());
+    let log = tmp.path().join("logs/default_w6-node1_w6/app/0.log");
+    wait_until("armed", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(" F armed"))
+    });
+    let t0 = Instant::now();
+    worker.stop();
+    assert_eq!(worker.join(), WorkerEnd::Stopped);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(5),
+        "preStop sleep then TERM: took {took:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(" stdout F got TERM"), "{text}");
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}

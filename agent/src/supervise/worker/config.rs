@@ -41,6 +41,29 @@ pub trait BundleMaker: Send {
     fn image_stop_signal(&self, _container: &Container) -> Option<String> {
         None
     }
+
+    /// Called when a container run started (the integration starts its probes here).
+    fn on_started(&mut self, _pod: &Pod, _container: &Container, _pid: i32, _container_id: &str) {}
+
+    /// Called when a container run ended (the integration stops its probes here).
+    fn on_exited(&mut self, _pod: &Pod, _container: &Container) {}
+}
+
+/// A prober's verdict about one container, delivered with [`super::PodWorker::probe`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeUpdate {
+    /// The startup probe passed (or failed back to unknown).
+    Started(bool),
+    /// The readiness result changed.
+    Ready(bool),
+    /// Liveness or startup failed: stop the container within `grace` and let its restart
+    /// policy decide what follows.
+    Restart {
+        /// Time between the stop signal and SIGKILL.
+        grace: std::time::Duration,
+        /// The kubelet's message (`Container app failed liveness probe, will be restarted`).
+        message: String,
+    },
 }
 
 /// Where things live and how supervision is tuned.

@@ -37,7 +37,7 @@ mod stop;
 /// The pause before retrying actions that just failed the same way.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-pub use config::{BundleError, BundleMaker, WorkerConfig};
+pub use config::{BundleError, BundleMaker, ProbeUpdate, WorkerConfig};
 
 /// A message to a worker.
 #[derive(Debug)]
@@ -47,6 +47,7 @@ enum Event {
     ShimLost,
     Stop,
     Detach,
+    Probe(String, ProbeUpdate),
 }
 
 /// How a worker ended.
@@ -94,6 +95,13 @@ impl PodWorker {
         let _ = self.events.send(Event::Stop);
     }
 
+    /// Delivers a probe verdict about one of the pod's containers.
+    pub fn probe(&self, container: &str, update: ProbeUpdate) {
+        let _ = self
+            .events
+            .send(Event::Probe(container.to_string(), update));
+    }
+
     /// Lets go of the pod without stopping it (the agent is exiting): state is saved,
     /// the shim keeps the containers running and recording exits.
     pub fn detach(&self) {
@@ -133,6 +141,8 @@ struct Worker {
     stop_requested: bool,
     /// When the worker began (for the start latency metric), until it is observed.
     begun: Option<std::time::Instant>,
+    /// Probe results per container (absent: no probes, so started and ready).
+    probes: BTreeMap<String, ProbeView>,
 }
 
 impl Worker {
@@ -177,6 +187,7 @@ impl Worker {
             pending: VecDeque::new(),
             stop_requested: false,
             begun: Some(std::time::Instant::now()),
+            probes: BTreeMap::new(),
         }
     }
 
@@ -260,7 +271,7 @@ impl Worker {
         while !self.stop_requested {
             self.apply_pending();
             let now = SystemTime::now();
-            let probes = BTreeMap::<String, ProbeView>::new();
+            let probes = self.probes.clone();
             let plan = next_actions(&self.pod, &mut self.state.containers, &probes, now);
             for action in plan.actions.clone() {
                 self.act(&mut shim, action);
@@ -288,6 +299,9 @@ impl Worker {
             match event {
                 Ok(Event::Exited(e)) => self.pending.push_back(e),
                 Ok(Event::Stop) => self.stop_requested = true,
+                Ok(Event::Probe(container, update)) => {
+                    self.probe_update(&mut shim, &container, update)
+                }
                 Ok(Event::ShimLost) => match self.recover() {
                     Ok(new) => shim = new,
                     Err(e) => return WorkerEnd::Failed(e),
@@ -365,6 +379,26 @@ impl Worker {
         Ok(shim)
     }
 
+    /// Applies a prober's verdict.
+    fn probe_update(&mut self, shim: &mut PodShim, container: &str, update: ProbeUpdate) {
+        let running = self
+            .state
+            .containers
+            .iter()
+            .any(|r| r.name == container && r.running.is_some());
+        if !running {
+            return; // a late verdict about a run that already ended
+        }
+        let view = self.probes.entry(container.to_string()).or_default();
+        match update {
+            ProbeUpdate::Started(b) => view.started = b,
+            ProbeUpdate::Ready(b) => view.ready = b,
+            ProbeUpdate::Restart { grace, message } => {
+                self.kill_for_restart(shim, container, grace, message)
+            }
+        }
+    }
+
     /// Applies queued exits (pushed or read from disk) and removes their files.
     fn apply_pending(&mut self) {
         let now = SystemTime::now();
@@ -388,6 +422,10 @@ impl Worker {
                     log_tail_message(&log_path).ok()
                 })
             };
+            if let Some(c) = spec.as_ref() {
+                self.maker.on_exited(&self.pod, c);
+            }
+            self.probes.remove(&exit.container);
             let decided = apply_recorded_exit(
                 &self.pod,
                 &mut self.state.containers,
@@ -474,6 +512,13 @@ impl Worker {
         match shim.run(request) {
             Ok(started) => {
                 self.namespaces.extend(started.namespaces);
+                let view = ProbeView {
+                    started: spec.startup_probe.is_none(),
+                    ready: spec.readiness_probe.is_none(),
+                };
+                self.probes.insert(name.to_string(), view);
+                self.maker
+                    .on_started(&self.pod, &spec, started.pid, &format!("podvisor://{id}"));
                 if let Some(r) = self.record(name) {
                     r.restart_count = attempt;
                     r.started(
@@ -536,7 +581,7 @@ impl Worker {
             qos_class: Some(crate::pod::qos::pod_qos(&self.pod).as_str().to_owned()),
             ..PodFacts::default()
         };
-        let probes = BTreeMap::new();
+        let probes = self.probes.clone();
         let status = pod_status(
             &self.pod,
             &self.state.containers,

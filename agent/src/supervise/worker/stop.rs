@@ -9,8 +9,8 @@ use super::{Event, Worker};
 use crate::supervise::events::EventType;
 use crate::supervise::podplan::{apply_stopped, containers};
 use crate::supervise::record::Termination;
-use crate::supervise::shim::handle::{PodShim, StopTarget};
-use crate::supervise::stop::{grace_period, stop_order, stop_signal};
+use crate::supervise::shim::handle::{PodShim, StopOutcome, StopTarget};
+use crate::supervise::stop::{PreStop, grace_period, pre_stop, stop_order, stop_signal};
 
 impl Worker {
     pub(super) fn targets(&self, names: &[String]) -> Vec<StopTarget> {
@@ -34,31 +34,10 @@ impl Worker {
             );
         }
         let grace = grace_period(&self.pod);
-        let rx = &self.rx;
-        let mut queued = VecDeque::new();
-        let mut stop_requested = false;
-        let mut wait = |names: &mut Vec<String>, deadline: Instant| {
-            let mut got = Vec::new();
-            while !names.is_empty() {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(Event::Exited(e)) => match names.iter().position(|n| *n == e.container) {
-                        Some(i) => {
-                            names.remove(i);
-                            got.push(e);
-                        }
-                        None => queued.push_back(e),
-                    },
-                    Ok(Event::Stop | Event::Detach) => stop_requested = true,
-                    Ok(Event::ShimLost) => break,
-                    Err(_) => break,
-                }
-            }
-            got
+        let took = self.run_pre_stop(targets, grace);
+        let Some(outcome) = self.signal_and_wait(shim, targets, grace.saturating_sub(took)) else {
+            return;
         };
-        let outcome = shim.stop_group_via(targets, grace, &mut wait);
-        self.pending.extend(queued);
-        self.stop_requested |= stop_requested;
-        let Ok(outcome) = outcome else { return };
         for exit in outcome.exits {
             let Some(r) = self.record(&exit.container) else {
                 continue;
@@ -78,6 +57,98 @@ impl Worker {
                 "FailedKillPod",
                 format!("container {c} did not exit after SIGKILL"),
             );
+        }
+    }
+
+    /// Runs the preStop hooks of the running `targets` within `grace` and returns the
+    /// time they took (taken from the grace period, as the kubelet does). `sleep` hooks
+    /// run here, all at once; `exec` and `httpGet` hooks are not supported yet and are
+    /// reported as failed (the container is then signalled at once).
+    fn run_pre_stop(
+        &mut self,
+        targets: &[StopTarget],
+        grace: std::time::Duration,
+    ) -> std::time::Duration {
+        let t0 = Instant::now();
+        let mut sleep = std::time::Duration::ZERO;
+        for t in targets {
+            let running = self
+                .state
+                .containers
+                .iter()
+                .any(|r| r.name == t.container && r.running.is_some());
+            let spec = containers(&self.pod)
+                .into_iter()
+                .find(|(c, _)| c.name == t.container)
+                .map(|(c, _)| c.clone());
+            let Some(hook) = spec.as_ref().and_then(pre_stop).filter(|_| running) else {
+                continue;
+            };
+            match hook {
+                PreStop::Sleep(d) => sleep = sleep.max(d),
+                PreStop::Exec(_) | PreStop::HttpGet(_) => self.event(
+                    Some(&t.container),
+                    EventType::Warning,
+                    "FailedPreStopHook",
+                    format!("preStop exec/httpGet hooks are not supported yet; stopping container {} without it", t.container),
+                ),
+            }
+        }
+        if !sleep.is_zero() {
+            std::thread::sleep(sleep.min(grace));
+        }
+        t0.elapsed()
+    }
+
+    /// Signals `targets`, waits up to `grace` (then SIGKILL) for their exits on the
+    /// worker's channel; other events that arrive meanwhile are kept for later.
+    fn signal_and_wait(
+        &mut self,
+        shim: &mut PodShim,
+        targets: &[StopTarget],
+        grace: std::time::Duration,
+    ) -> Option<StopOutcome> {
+        let rx = &self.rx;
+        let mut queued = VecDeque::new();
+        let mut stop_requested = false;
+        let mut wait = |names: &mut Vec<String>, deadline: Instant| {
+            let mut got = Vec::new();
+            while !names.is_empty() {
+                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                    Ok(Event::Exited(e)) => match names.iter().position(|n| *n == e.container) {
+                        Some(i) => {
+                            names.remove(i);
+                            got.push(e);
+                        }
+                        None => queued.push_back(e),
+                    },
+                    Ok(Event::Stop | Event::Detach) => stop_requested = true,
+                    Ok(Event::Probe(..)) => {} // about a container being stopped
+                    Ok(Event::ShimLost) => break,
+                    Err(_) => break,
+                }
+            }
+            got
+        };
+        let outcome = shim.stop_group_via(targets, grace, &mut wait);
+        self.pending.extend(queued);
+        self.stop_requested |= stop_requested;
+        outcome.ok()
+    }
+
+    /// Liveness or startup failure: stop one container within `grace` (the prober's
+    /// `terminationGracePeriodSeconds`) and put its exit through the restart policy.
+    pub(super) fn kill_for_restart(
+        &mut self,
+        shim: &mut PodShim,
+        name: &str,
+        grace: std::time::Duration,
+        message: String,
+    ) {
+        self.event(Some(name), EventType::Normal, "Killing", message);
+        let targets = self.targets(&[name.to_string()]);
+        if let Some(outcome) = self.signal_and_wait(shim, &targets, grace) {
+            self.pending.extend(outcome.exits);
         }
     }
 
