@@ -729,6 +729,69 @@ fn sd_notify_ready_after_the_first_reconcile(img: &Path) -> Outcome {
     .map(|_| ())
 }
 
+fn probes_readiness_and_liveness_restart(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    w.start_agent();
+    let exec_probe = |kind: &str, cmd: &str| {
+        format!(
+            "    {kind}:\n      exec: {{command: [\"/bin/sh\", \"-c\", {}]}}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+            serde_json::to_string(cmd).unwrap()
+        )
+    };
+    let containers = format!(
+        "{}{}{}{}",
+        app(
+            "slow",
+            "sleep 2; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"
+        ),
+        exec_probe("readinessProbe", "test -e /tmp/ready"),
+        app(
+            "sick",
+            "sleep 2; touch /tmp/dead; trap 'exit 0' TERM; while true; do sleep 0.2; done"
+        ),
+        exec_probe("livenessProbe", "test ! -e /tmp/dead"),
+    );
+    w.write_manifest("probed.yaml", &pod_yaml("probed", "", &containers));
+    let unready = wait_for("slow running but not ready", 30, || {
+        w.pod("probed-e2e").filter(|p| {
+            container(p, "containerStatuses", "slow")
+                .is_some_and(|c| c["state"]["running"].is_object() && c["ready"] == false)
+        })
+    })?;
+    let ready_cond = |p: &Value| {
+        p["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ContainersReady").cloned())
+    };
+    println!(
+        "    before readiness: ContainersReady {:?}",
+        ready_cond(&unready).map(|c| c["status"].clone())
+    );
+    wait_for("slow ready after its readiness probe passes", 30, || {
+        w.pod("probed-e2e").filter(|p| {
+            container(p, "containerStatuses", "slow").is_some_and(|c| c["ready"] == true)
+        })
+    })?;
+    let sick = wait_for("sick restarted by its liveness probe", 40, || {
+        w.pod("probed-e2e").filter(|p| {
+            container(p, "containerStatuses", "sick")
+                .and_then(|c| c["restartCount"].as_u64())
+                .is_some_and(|n| n >= 1)
+        })
+    })?;
+    let c = container(&sick, "containerStatuses", "sick").unwrap();
+    println!("    sick lastState: {}", c["lastState"]);
+    let events = w.cli(&["events"])?;
+    ensure(
+        events.contains("Unhealthy") && events.contains("liveness probe"),
+        || format!("no Unhealthy liveness event:\n{events}"),
+    )?;
+    let slow = container(&sick, "containerStatuses", "slow").unwrap();
+    ensure(slow["restartCount"] == 0, || {
+        format!("the readiness-probed container was restarted: {slow}")
+    })
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
@@ -780,6 +843,10 @@ fn main() {
         (
             "manifest_removed_while_agent_down_is_stopped_on_start",
             manifest_removed_while_agent_down_is_stopped_on_start,
+        ),
+        (
+            "probes_readiness_and_liveness_restart",
+            probes_readiness_and_liveness_restart,
         ),
         (
             "kubeconfig_mirrors_the_pod_with_its_status",

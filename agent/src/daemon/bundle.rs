@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use podvisor_rootfs::{NoProgress, PullDecision, PullOptions, PullPolicy, Reference, Store};
 
+use super::probes::PodProbes;
 use crate::pod::StaticPod;
 use crate::supervise::adopt::container_id;
 use crate::supervise::record::WaitReason;
@@ -29,6 +30,9 @@ pub struct PodBundles {
     bundles: PathBuf,
     prepared: bool,
     stop_signals: BTreeMap<String, String>,
+    probes: Option<PodProbes>,
+    /// The pod namespaces the shim holds, as last given to [`BundleMaker::make`].
+    namespaces: BTreeMap<String, PathBuf>,
 }
 
 impl PodBundles {
@@ -40,6 +44,7 @@ impl PodBundles {
         store: Store,
         pull: PullOptions,
         bundles: PathBuf,
+        probes: Option<PodProbes>,
     ) -> Self {
         Self {
             pod,
@@ -49,6 +54,8 @@ impl PodBundles {
             bundles,
             prepared: false,
             stop_signals: BTreeMap::new(),
+            probes,
+            namespaces: BTreeMap::new(),
         }
     }
 
@@ -116,6 +123,7 @@ impl BundleMaker for PodBundles {
         namespaces: &BTreeMap<String, PathBuf>,
     ) -> Result<PathBuf, BundleError> {
         self.prepare_pod()?;
+        self.namespaces.clone_from(namespaces);
         let image = self.ensure_image(c)?;
         if attempt > 0 {
             // The previous run has exited (the worker starts a run only then): its
@@ -175,5 +183,17 @@ impl BundleMaker for PodBundles {
 
     fn image_stop_signal(&self, c: &Container) -> Option<String> {
         self.stop_signals.get(&c.name).cloned()
+    }
+
+    fn on_started(&mut self, pod: &Pod, c: &Container, _pid: i32, container_id: &str) {
+        if let Some(p) = &self.probes {
+            p.started(pod, c, container_id, &self.namespaces);
+        }
+    }
+
+    fn on_exited(&mut self, _pod: &Pod, c: &Container) {
+        if let Some(p) = &self.probes {
+            p.exited(c);
+        }
     }
 }

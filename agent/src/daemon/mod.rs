@@ -20,6 +20,7 @@ pub mod args;
 pub mod bundle;
 pub mod cleanup;
 pub mod pods;
+pub mod probes;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -57,6 +58,7 @@ pub enum Exit {
 enum Msg {
     Desired(DesiredSet),
     Signal(i32),
+    Probe(crate::probe::engine::ProbeReport),
 }
 
 /// The node name: `--node-name`, else the host name.
@@ -83,6 +85,8 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     base_ctx.cgroup_parent = args.cgroup_parent.clone();
     base_ctx.node_hostname = node.clone();
     base_ctx.host_ip = args.mirror.node_ip.clone().unwrap_or_default();
+    let (tx, rx) = mpsc::channel();
+    let engine = start_probes(&state.join("runtime"), tx.clone())?;
     let env = PodEnv {
         worker: WorkerConfig {
             exe,
@@ -101,6 +105,7 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         },
         base_ctx,
         status: status.clone(),
+        probes: Some(engine),
     };
     let mut pods = Pods::new(env);
     // Mirror pods (with --kubeconfig): fed from the status store, never waited for.
@@ -109,7 +114,6 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         .start(&node)
         .context("start the mirror-pod client")?;
 
-    let (tx, rx) = mpsc::channel();
     spawn_signal_thread(tx.clone())?;
     let watch = || -> anyhow::Result<Watcher> {
         let mut cfg = WatchConfig::new(
@@ -152,6 +156,10 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
                 watcher = Some(watch()?);
             }
             Ok(Msg::Signal(SIGCHLD)) => reap(),
+            Ok(Msg::Probe(report)) => {
+                pods.probe(&report);
+                continue; // a probe verdict changes no desired state
+            }
             Ok(Msg::Signal(sig)) => break Exit::Signal(sig),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break Exit::Signal(SIGTERM),
@@ -186,6 +194,32 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     }
     api.stop();
     Ok(exit)
+}
+
+/// Starts the probe engine; its reports come back to the loop as [`Msg::Probe`].
+fn start_probes(
+    runtime_root: &std::path::Path,
+    tx: Sender<Msg>,
+) -> anyhow::Result<std::sync::Arc<crate::probe::engine::Engine>> {
+    use crate::probe::engine::{Engine, EngineConfig};
+    let exec = std::sync::Arc::new(probes::RuntimeExec {
+        root: runtime_root.to_path_buf(),
+    });
+    let runner = crate::probe::runner::ProbeRunner::new("1.34", exec);
+    let (reports_tx, reports_rx) = mpsc::channel();
+    let engine = Engine::start(EngineConfig::default(), runner, reports_tx)
+        .context("start the probe engine")?;
+    std::thread::Builder::new()
+        .name("probe-reports".into())
+        .spawn(move || {
+            for report in reports_rx {
+                if tx.send(Msg::Probe(report)).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("spawn probe report thread")?;
+    Ok(std::sync::Arc::new(engine))
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> anyhow::Result<()> {

@@ -20,10 +20,13 @@ use podvisor_rootfs::{PullOptions, Store};
 
 use super::bundle::PodBundles;
 use super::cleanup::PodLeftovers;
+use super::probes::{PodProbes, update_of};
 use crate::api::store::StatusStore;
 use crate::logs::file::PodLogDir;
 use crate::manifest::DesiredSet;
 use crate::pod::{QosClass, StaticPod};
+use crate::probe::engine::{Engine, ProbeReport};
+use crate::probe::state::ProbeAction;
 use crate::supervise::events::{EventType, NewEvent};
 use crate::supervise::record::WaitReason;
 use crate::supervise::state::PodStateDir;
@@ -51,6 +54,8 @@ pub struct PodEnv {
     pub base_ctx: PodContext,
     /// The status store the API serves.
     pub status: StatusStore,
+    /// The probe engine (None: probes are not run).
+    pub probes: Option<Arc<Engine>>,
 }
 
 /// What the agent remembers of a pod it started, to clean up after it.
@@ -61,6 +66,7 @@ struct Known {
     name: String,
     /// `None` for an orphan (its class is not known).
     qos: Option<QosClass>,
+    containers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +148,7 @@ impl Pods {
                     namespace: saved.namespace.clone(),
                     name: saved.name.clone(),
                     qos: None,
+                    containers: saved.containers.iter().map(|c| c.name.clone()).collect(),
                 },
             );
             self.orphans.push(orphan_pod(&saved));
@@ -176,6 +183,7 @@ impl Pods {
                         .unwrap_or_else(|| "default".into()),
                     name: sp.name().to_owned(),
                     qos: Some(sp.qos),
+                    containers: container_names(&sp.pod),
                 });
                 pods.push(sp.pod.clone());
             }
@@ -205,6 +213,9 @@ impl Pods {
                 WorkerEnd::Stopped => {
                     self.retry.remove(&uid);
                     if let Some(k) = self.known.remove(&uid) {
+                        if let Some(engine) = &self.env.probes {
+                            PodProbes::remove(engine, &uid, &k.containers);
+                        }
                         self.remove_leftovers(&uid, &k);
                         tracing::info!(pod = %k.key, uid = %uid, "pod stopped and removed");
                     }
@@ -240,6 +251,31 @@ impl Pods {
                     );
                 }
             }
+        }
+    }
+
+    /// Acts on a probe report: a verdict goes to the pod's worker, an event to the store.
+    pub fn probe(&self, report: &ProbeReport) {
+        let uid = &report.key.pod_uid;
+        if let Some(update) = update_of(report) {
+            self.supervisor.probe(uid, &report.key.container, update);
+        }
+        if let (ProbeAction::Event(e), Some(k)) = (&report.action, self.known.get(uid)) {
+            self.env.status.record_event(
+                NewEvent {
+                    namespace: &k.namespace,
+                    pod: &k.name,
+                    uid,
+                    field_path: Some(format!("spec.containers{{{}}}", report.key.container)),
+                    type_: match e.event_type {
+                        crate::probe::state::EventType::Normal => EventType::Normal,
+                        crate::probe::state::EventType::Warning => EventType::Warning,
+                    },
+                    reason: e.reason,
+                    message: e.message.clone(),
+                },
+                SystemTime::now(),
+            );
         }
     }
 
@@ -301,7 +337,29 @@ fn bundles_for(env: &PodEnv, pod: StaticPod) -> PodBundles {
     let bundles = PodStateDir::new(&env.worker.state_root, &pod.uid)
         .path()
         .join("bundles");
-    PodBundles::new(pod, ctx, env.images.clone(), env.pull.clone(), bundles)
+    let probes = env
+        .probes
+        .as_ref()
+        .map(|engine| PodProbes::new(engine.clone(), &pod.uid, &ctx.pod_ip, host_network));
+    PodBundles::new(
+        pod,
+        ctx,
+        env.images.clone(),
+        env.pull.clone(),
+        bundles,
+        probes,
+    )
+}
+
+/// Names of a pod's init and app containers.
+fn container_names(pod: &Pod) -> Vec<String> {
+    let spec = pod.spec.clone().unwrap_or_default();
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .map(|c| c.name.clone())
+        .collect()
 }
 
 /// A maker for orphans being stopped: it never starts a new run.
