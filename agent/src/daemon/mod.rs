@@ -76,37 +76,11 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     for dir in [state, args.root.as_path(), args.log_dir.as_path()] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    let images = Store::open(&args.root)
-        .with_context(|| format!("open image store {}", args.root.display()))?;
     let status = StatusStore::new();
     let api = ApiServer::start(&state.join("agent.sock"), status.clone())?;
-    let exe = std::env::current_exe().context("find the podvisor binary (/proc/self/exe)")?;
-    let mut base_ctx = PodContext::new(args.root.join("pods"));
-    base_ctx.cgroup_parent = args.cgroup_parent.clone();
-    base_ctx.node_hostname = node.clone();
-    base_ctx.host_ip = args.mirror.node_ip.clone().unwrap_or_default();
     let (tx, rx) = mpsc::channel();
     let engine = start_probes(&state.join("runtime"), tx.clone())?;
-    let env = PodEnv {
-        worker: WorkerConfig {
-            exe,
-            state_root: state.to_path_buf(),
-            log_root: args.log_dir.clone(),
-            runtime_root: state.join("runtime"),
-            backoff: args.backoff(),
-            rotate: RotateConfig::default(),
-            cgroup_best_effort: args.cgroup_limits == CgroupLimits::BestEffort,
-        },
-        root: args.root.clone(),
-        images,
-        pull: PullOptions {
-            insecure_registries: args.insecure_registry.clone(),
-            ..PullOptions::default()
-        },
-        base_ctx,
-        status: status.clone(),
-        probes: Some(engine),
-    };
+    let env = pod_env(args, state, &node, status.clone(), engine)?;
     let mut pods = Pods::new(env);
     // Mirror pods (with --kubeconfig): fed from the status store, never waited for.
     let (mirror, mirror_thread) = args
@@ -156,10 +130,7 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
                 watcher = Some(watch()?);
             }
             Ok(Msg::Signal(SIGCHLD)) => reap(),
-            Ok(Msg::Probe(report)) => {
-                pods.probe(&report);
-                continue; // a probe verdict changes no desired state
-            }
+            Ok(Msg::Probe(report)) => pods.probe(&report),
             Ok(Msg::Signal(sig)) => break Exit::Signal(sig),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break Exit::Signal(SIGTERM),
@@ -194,6 +165,43 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
     }
     api.stop();
     Ok(exit)
+}
+
+/// What every pod worker is started with, from the flags.
+fn pod_env(
+    args: &AgentArgs,
+    state: &std::path::Path,
+    node: &str,
+    status: StatusStore,
+    engine: std::sync::Arc<crate::probe::engine::Engine>,
+) -> anyhow::Result<PodEnv> {
+    let images = Store::open(&args.root)
+        .with_context(|| format!("open image store {}", args.root.display()))?;
+    let exe = std::env::current_exe().context("find the podvisor binary (/proc/self/exe)")?;
+    let mut base_ctx = PodContext::new(args.root.join("pods"));
+    base_ctx.cgroup_parent = args.cgroup_parent.clone();
+    base_ctx.node_hostname = node.to_owned();
+    base_ctx.host_ip = args.mirror.node_ip.clone().unwrap_or_default();
+    Ok(PodEnv {
+        worker: WorkerConfig {
+            exe,
+            state_root: state.to_path_buf(),
+            log_root: args.log_dir.clone(),
+            runtime_root: state.join("runtime"),
+            backoff: args.backoff(),
+            rotate: RotateConfig::default(),
+            cgroup_best_effort: args.cgroup_limits == CgroupLimits::BestEffort,
+        },
+        root: args.root.clone(),
+        images,
+        pull: PullOptions {
+            insecure_registries: args.insecure_registry.clone(),
+            ..PullOptions::default()
+        },
+        base_ctx,
+        status,
+        probes: Some(engine),
+    })
 }
 
 /// Starts the probe engine; its reports come back to the loop as [`Msg::Probe`].
