@@ -66,6 +66,10 @@ impl World {
     }
 
     fn start_agent(&mut self) {
+        self.start_agent_with(&["--cgroup-limits", "best-effort"]);
+    }
+
+    fn start_agent_with(&mut self, limits: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -77,7 +81,8 @@ impl World {
             .arg("agent")
             .arg("--manifests")
             .arg(self.path("manifests"))
-            .args(["--node-name", NODE, "--cgroup-limits", "best-effort"])
+            .args(["--node-name", NODE])
+            .args(limits)
             .arg("--root")
             .arg(self.path("root"))
             .arg("--log-dir")
@@ -792,6 +797,83 @@ fn probes_readiness_and_liveness_restart(img: &Path) -> Outcome {
     })
 }
 
+fn host_path_and_cgroup_problems_wait_then_retry(img: &Path) -> Outcome {
+    let waiting = |w: &World, name: &str| {
+        w.pod(name).and_then(|p| {
+            let c = container(&p, "containerStatuses", "c")?;
+            let r = c["state"]["waiting"]["reason"].as_str()?.to_string();
+            let m = c["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (r != "ContainerCreating").then_some((r, m))
+        })
+    };
+    // A missing hostPath directory: a clear reason, then the pod starts once it exists.
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--backoff-initial",
+            "300ms",
+            "--backoff-max",
+            "1s",
+        ],
+    );
+    let data = w.path("data-not-yet");
+    let spec = format!(
+        "  volumes:\n  - name: data\n    hostPath: {{path: {}, type: Directory}}\n",
+        data.display()
+    );
+    let c = format!(
+        "{}    volumeMounts:\n    - {{name: data, mountPath: /data}}\n",
+        app("c", STEADY)
+    );
+    w.write_manifest("hp.yaml", &pod_yaml("hostpath", &spec, &c));
+    w.start_agent();
+    let (reason, message) = wait_for("hostpath-e2e waiting with a reason", 30, || {
+        waiting(&w, "hostpath-e2e")
+    })?;
+    println!("    hostPath: {reason}: {message}");
+    ensure(
+        reason == "CreateContainerConfigError" && message.contains(&data.display().to_string()),
+        || format!("want CreateContainerConfigError naming the hostPath, got {reason}: {message}"),
+    )?;
+    std::fs::create_dir_all(&data).unwrap();
+    wait_for("hostpath-e2e Running once the directory exists", 30, || {
+        w.pod("hostpath-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    w.stop_agent();
+    if cgroup2_has_memory() {
+        println!(
+            "    (this host's cgroup2 has the memory controller: the strict-limit check is skipped)"
+        );
+        return Ok(());
+    }
+    // --cgroup-limits strict on a host whose cgroup2 lacks the memory controller.
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    let limited = "  - name: c\n    image: busybox:podvisor-test\n    imagePullPolicy: Never\n    command: [\"sleep\", \"1000\"]\n    resources: {limits: {memory: 32Mi}}\n";
+    w.write_manifest("limited.yaml", &pod_yaml("limited", "", limited));
+    w.start_agent_with(&["--cgroup-limits", "strict"]);
+    let (reason, message) = wait_for("limited-e2e waiting with a reason", 30, || {
+        waiting(&w, "limited-e2e")
+    })?;
+    println!("    strict limits: {reason}: {message}");
+    ensure(
+        reason == "RunContainerError" && message.contains("controller"),
+        || format!("want RunContainerError naming the missing controller, got {reason}: {message}"),
+    )
+}
+
+/// Whether the cgroup2 root offers the memory controller (not on hybrid hosts).
+fn cgroup2_has_memory() -> bool {
+    let root = podvisor_runtime::cgroup::mount_point().unwrap();
+    std::fs::read_to_string(root.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|c| c == "memory")
+}
+
 fn main() {
     if !rustix::process::geteuid().is_root() {
         if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
@@ -843,6 +925,10 @@ fn main() {
         (
             "manifest_removed_while_agent_down_is_stopped_on_start",
             manifest_removed_while_agent_down_is_stopped_on_start,
+        ),
+        (
+            "host_path_and_cgroup_problems_wait_then_retry",
+            host_path_and_cgroup_problems_wait_then_retry,
         ),
         (
             "probes_readiness_and_liveness_restart",
