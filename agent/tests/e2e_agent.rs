@@ -688,6 +688,15 @@ fn kubeconfig_mirrors_the_pod_with_its_status(img: &Path) -> Outcome {
     )?;
     let node_registered = api.store.lock().unwrap().nodes.contains_key(NODE);
     ensure(node_registered, || "the Node was not registered".into())?;
+    wait_for("a Started event for the pod in the API server", 30, || {
+        let store = api.store.lock().unwrap();
+        store
+            .events
+            .iter()
+            .any(|e| e["reason"] == "Started" && e["involvedObject"]["name"] == "mirrored-e2e")
+            .then_some(())
+    })
+    .map_err(|e| format!("{e}; events: {:?}", api.store.lock().unwrap().events))?;
     w.remove_manifest("mirrored.yaml");
     wait_for("the mirror pod deleted", 30, || {
         (!api.store.lock().unwrap().pods.contains_key(&key)).then_some(())

@@ -19,6 +19,7 @@
 pub mod args;
 pub mod bundle;
 pub mod cleanup;
+pub mod mirror_feed;
 pub mod pods;
 pub mod probes;
 
@@ -87,6 +88,9 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         .mirror
         .start(&node)
         .context("start the mirror-pod client")?;
+    let mut mirror = mirror_thread
+        .is_some()
+        .then(|| mirror_feed::MirrorFeed::new(mirror));
 
     spawn_signal_thread(tx.clone())?;
     let watch = || -> anyhow::Result<Watcher> {
@@ -140,12 +144,9 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
             pods.find_orphans(set);
         }
         wake = pods.reconcile(set);
-        mirror.set_static_pods(
-            status
-                .pods()
-                .into_iter()
-                .map(|e| crate::mirror::StaticPodState::from_pod(e.pod)),
-        );
+        if let Some(feed) = &mut mirror {
+            feed.update(&status);
+        }
         if !first_pass_done {
             first_pass_done = true;
             tracing::info!(pods = set.pods.len(), elapsed = ?started.elapsed(), "first reconcile done");
@@ -159,7 +160,9 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
         w.stop();
     }
     pods.shutdown(args.stop_pods_on_exit);
-    mirror.stop();
+    if let Some(feed) = &mirror {
+        feed.stop();
+    }
     if let Some(t) = mirror_thread {
         let _ = t.join();
     }
