@@ -197,3 +197,66 @@ pub fn update_of(report: &ProbeReport) -> Option<ProbeUpdate> {
         ProbeAction::Event(_) | ProbeAction::RunNow(_) => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::state::{EventType, ProbeEvent, RestartReason};
+
+    fn report(action: ProbeAction) -> ProbeReport {
+        ProbeReport {
+            key: ContainerKey {
+                pod_uid: "u".into(),
+                container: "c".into(),
+            },
+            action,
+        }
+    }
+
+    #[test]
+    fn probe_reports_map_to_worker_updates() {
+        let cases = [
+            (
+                ProbeAction::StartedChanged(true),
+                Some(ProbeUpdate::Started(true)),
+            ),
+            (
+                ProbeAction::ReadyChanged(false),
+                Some(ProbeUpdate::Ready(false)),
+            ),
+            (
+                ProbeAction::RestartContainer {
+                    grace_seconds: 7,
+                    reason: RestartReason::LivenessProbe,
+                    message: "Container c failed liveness probe".into(),
+                },
+                Some(ProbeUpdate::Restart {
+                    grace: Duration::from_secs(7),
+                    message: "Container c failed liveness probe".into(),
+                }),
+            ),
+            (
+                ProbeAction::RestartContainer {
+                    grace_seconds: -1,
+                    reason: RestartReason::StartupProbe,
+                    message: "m".into(),
+                },
+                Some(ProbeUpdate::Restart {
+                    grace: Duration::ZERO,
+                    message: "m".into(),
+                }),
+            ),
+            (
+                ProbeAction::Event(ProbeEvent {
+                    event_type: EventType::Warning,
+                    reason: "Unhealthy",
+                    message: "x".into(),
+                }),
+                None,
+            ),
+        ];
+        for (action, want) in cases {
+            assert_eq!(update_of(&report(action.clone())), want, "{action:?}");
+        }
+    }
+}
