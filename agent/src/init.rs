@@ -1,9 +1,13 @@
 //! Init mode: podvisor as PID 1 of a minimal machine (`podvisor agent --init`, implied
-//! when the process is PID 1). Before the agent runs it mounts the API file systems,
-//! mounts cgroup2 at `/sys/fs/cgroup` and enables every controller the root offers, sets
-//! the host name and brings loopback up; while it runs it reaps orphans (everything
-//! re-parents to PID 1); on SIGTERM/SIGINT it stops the pods, syncs and powers off with
-//! reboot(2) — PID 1 must never simply exit (the kernel panics).
+//! when the process is PID 1). PID 1 mounts the API file systems, mounts cgroup2 at
+//! `/sys/fs/cgroup` and enables every controller the root offers, sets the host name and
+//! brings loopback up, then runs the agent as its child (the same binary, re-executed) and
+//! does only what PID 1 must: reap every orphan re-parented to it, forward SIGTERM/SIGINT
+//! to the agent (which then stops its pods), and when the agent has exited, sync and power
+//! off with reboot(2) — PID 1 must never simply exit (the kernel panics).
+//!
+//! Keeping the reaper out of the agent's process means the agent's own `waitid` on its
+//! children (shims, exec probes) never loses a status to a `wait(-1)`.
 
 use std::io;
 use std::path::Path;
@@ -172,11 +176,51 @@ fn loopback_up() {
     tracing::warn!("no ip tool: loopback left as the kernel made it");
 }
 
-/// Reaps every exited child (orphans re-parent to PID 1). Children the agent waits for
-/// itself may be collected here first; their waiters then see ECHILD, which they ignore.
-pub fn reap_all() {
-    let none = std::collections::HashSet::new();
-    let _ = crate::supervise::child::reap_orphans(&none);
+/// Set in the agent's environment by the init process: the agent is its child and must
+/// not set the system up again.
+pub const UNDER_INIT_ENV: &str = "PODVISOR_UNDER_INIT";
+
+/// Whether this agent was started by podvisor's init.
+pub fn under_init() -> bool {
+    std::env::var_os(UNDER_INIT_ENV).is_some()
+}
+
+/// PID 1's loop: starts the agent (this binary, same arguments) as a child, reaps every
+/// child, forwards SIGTERM/SIGINT to the agent, and returns once the agent has exited.
+pub fn supervise_agent() -> Result<(), InitError> {
+    use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+    let err = |step| {
+        move |e: io::Error| InitError {
+            step,
+            target: "podvisor agent".into(),
+            source: e,
+        }
+    };
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGCHLD])
+        .map_err(err("install signal handlers for"))?;
+    let child = std::process::Command::new("/proc/self/exe")
+        .args(std::env::args_os().skip(1))
+        .env(UNDER_INIT_ENV, "1")
+        .spawn()
+        .map_err(err("start"))?;
+    let agent = rustix::process::Pid::from_child(&child);
+    drop(child); // reaped below by wait(2), with every orphan
+    loop {
+        for sig in signals.wait() {
+            if sig == SIGTERM || sig == SIGINT {
+                let _ = rustix::process::kill_process(agent, rustix::process::Signal::TERM);
+            }
+        }
+        // SIGCHLD (or a signal racing one): collect every exited child.
+        while let Ok(Some((pid, status))) =
+            rustix::process::wait(rustix::process::WaitOptions::NOHANG)
+        {
+            if pid == agent {
+                tracing::info!(?status, "agent exited");
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Syncs and powers the machine off. Returns only if reboot(2) failed.

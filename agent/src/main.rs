@@ -63,18 +63,21 @@ fn run_agent(args: &podvisor::daemon::AgentArgs, state: &std::path::Path) -> any
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let init_mode = args.init || init::is_pid1();
-    if !init_mode {
-        podvisor::daemon::run(args, state, &|| {})?;
+    if init::under_init() {
+        // The agent under podvisor's init: pods are stopped before power-off (nothing
+        // would re-adopt them).
+        let mut args = args.clone();
+        args.stop_pods_on_exit = true;
+        podvisor::daemon::run(&args, state)?;
+        return Ok(());
+    }
+    if !(args.init || init::is_pid1()) {
+        podvisor::daemon::run(args, state)?;
         return Ok(());
     }
     init::setup_system(&podvisor::daemon::node_name(args))?;
-    // As init, pods are stopped before power-off (nothing would re-adopt them).
-    let mut args = args.clone();
-    args.stop_pods_on_exit = true;
-    let result = podvisor::daemon::run(&args, state, &init::reap_all);
-    if let Err(e) = &result {
-        eprintln!("podvisor: {e:#}");
+    if let Err(e) = init::supervise_agent() {
+        eprintln!("podvisor: {e}");
     }
     Err(anyhow::Error::from(init::power_off()).context("power off"))
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! manifest watcher ──DesiredSet──►  reconcile loop  ──start/stop──►  pod workers (one thread
-//! signals (TERM, INT, HUP, CHLD) ─►  (this module)                    each, one shim per pod)
+//! signals (TERM, INT, HUP) ──────►  (this module)                    each, one shim per pod)
 //!                                         │                                   │
 //!                                         └──── status store ◄────────────────┘──► local API
 //! ```
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use podvisor_rootfs::{PullOptions, Store};
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 pub use args::{AgentArgs, CgroupLimits};
 use pods::{PodEnv, Pods};
@@ -69,9 +69,8 @@ pub fn node_name(args: &AgentArgs) -> String {
         .unwrap_or_else(crate::render::default_node_name)
 }
 
-/// Runs the agent until SIGTERM/SIGINT. `reap` is called on SIGCHLD (init mode reaps
-/// orphans there).
-pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow::Result<Exit> {
+/// Runs the agent until SIGTERM/SIGINT.
+pub fn run(args: &AgentArgs, state: &std::path::Path) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let node = node_name(args);
     for dir in [state, args.root.as_path(), args.log_dir.as_path()] {
@@ -133,7 +132,6 @@ pub fn run(args: &AgentArgs, state: &std::path::Path, reap: &dyn Fn()) -> anyhow
                 }
                 watcher = Some(watch()?);
             }
-            Ok(Msg::Signal(SIGCHLD)) => reap(),
             Ok(Msg::Probe(report)) => pods.probe(&report),
             Ok(Msg::Signal(sig)) => break Exit::Signal(sig),
             Err(RecvTimeoutError::Timeout) => {}
@@ -234,7 +232,7 @@ fn start_probes(
 }
 
 fn spawn_signal_thread(tx: Sender<Msg>) -> anyhow::Result<()> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("install signal handlers")?;
     std::thread::Builder::new()
         .name("signals".into())
