@@ -874,6 +874,19 @@ fn host_path_and_cgroup_problems_wait_then_retry(img: &Path) -> Outcome {
     )
 }
 
+/// Removes this run's cgroup parent (`--cgroup-parent`): the agent removes each pod's
+/// cgroup, not the shared `pods/<qos>` levels above them.
+fn remove_cgroup_parent() {
+    let Ok(root) = podvisor_runtime::cgroup::mount_point() else {
+        return;
+    };
+    let parent = root.join(format!("podvisor-e2e-{}", std::process::id()));
+    let _ = Command::new("find")
+        .arg(&parent)
+        .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+        .status();
+}
+
 /// Whether the cgroup2 root offers the memory controller (not on hybrid hosts).
 fn cgroup2_has_memory() -> bool {
     let root = podvisor_runtime::cgroup::mount_point().unwrap();
@@ -981,6 +994,7 @@ fn main() {
             }
         }
     }
+    remove_cgroup_parent();
     if !failures.is_empty() {
         println!("failed: {}", failures.join(" "));
     }
