@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod daemon;
 pub mod images;
+pub mod init;
 pub mod kube;
 pub mod logs;
 pub mod manifest;

@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Print podvisor's version.
     Version,
+    /// Run the supervisor: watch manifests, run their pods, serve the local API.
+    Agent(podvisor::daemon::AgentArgs),
     /// Manage the image store: import, pull, ls, rm, prune, inspect.
     Images(podvisor::images::ImagesArgs),
     /// Show what podvisor would run for a manifest (defaulted pod, UID, QoS, OCI specs), with no side effects.
@@ -50,10 +52,41 @@ fn main() {
     }
 }
 
+/// `podvisor agent`, in init mode when asked or when this process is PID 1.
+fn run_agent(args: &podvisor::daemon::AgentArgs, state: &std::path::Path) -> anyhow::Result<()> {
+    use podvisor::init;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if init::under_init() {
+        // The agent under podvisor's init: pods are stopped before power-off (nothing
+        // would re-adopt them).
+        let mut args = args.clone();
+        args.stop_pods_on_exit = true;
+        podvisor::daemon::run(&args, state)?;
+        return Ok(());
+    }
+    if !(args.init || init::is_pid1()) {
+        podvisor::daemon::run(args, state)?;
+        return Ok(());
+    }
+    init::setup_system(&podvisor::daemon::node_name(args))?;
+    if let Err(e) = init::supervise_agent() {
+        eprintln!("podvisor: {e}");
+    }
+    Err(anyhow::Error::from(init::power_off()).context("power off"))
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match cli.command {
         Command::Version => println!("podvisor {}", env!("CARGO_PKG_VERSION")),
+        Command::Agent(args) => run_agent(&args, &cli.state)?,
         Command::Images(args) => podvisor::images::run(args)?,
         Command::Render(args) => print!(
             "{}",

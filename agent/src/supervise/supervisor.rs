@@ -138,6 +138,13 @@ impl Supervisor {
             .collect()
     }
 
+    /// Delivers a probe verdict to the worker of pod `uid` (ignored if it has none).
+    pub fn probe(&self, uid: &str, container: &str, update: super::worker::ProbeUpdate) {
+        if let Some(e) = self.workers.get(uid) {
+            e.worker.probe(container, update);
+        }
+    }
+
     /// UIDs of the workers that exist (running or stopping).
     pub fn uids(&self) -> Vec<String> {
         self.workers.keys().cloned().collect()

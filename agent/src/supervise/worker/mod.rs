@@ -578,6 +578,7 @@ impl Worker {
         let facts = PodFacts {
             start_time: Some(self.state.start_time),
             sandbox_ready: true,
+            qos_class: Some(crate::pod::qos::pod_qos(&self.pod).as_str().to_owned()),
             ..PodFacts::default()
         };
         let probes = self.probes.clone();

@@ -1,0 +1,1005 @@
+//! `podvisor agent` end to end, as root: real manifests in a temporary directory, the real
+//! binary (agent, shims, containers from a busybox image imported into a temporary store),
+//! observed only through the CLI (`ps`, `inspect -o json`, `logs`) and the host (processes,
+//! mounts, cgroups, directories).
+//!
+//! harness = false: cases run in order, each prints PASS/FAIL, then `N passed, N failed`.
+//! Needs root; `PODVISOR_SKIP_PRIVILEGED=1` skips with a printed reason.
+//! `E2E_ONLY=name` runs the cases whose name contains `name`.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+#[path = "fake_api/mod.rs"]
+mod fake_api;
+
+const BIN: &str = env!("CARGO_BIN_EXE_podvisor");
+const IMAGE: &str = "busybox:podvisor-test";
+const NODE: &str = "e2e";
+
+type Outcome = Result<(), String>;
+
+/// One named case.
+type Case = (&'static str, fn(&Path) -> Outcome);
+
+/// A temporary agent world: manifests, store, state and logs under one directory.
+struct World {
+    dir: tempfile::TempDir,
+    agent: Option<Child>,
+    extra: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl World {
+    fn new(image_tar: &Path, extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("podvisor-e2e.")
+            .tempdir()
+            .unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        let out = Command::new(BIN)
+            .args(["images", "--root"])
+            .arg(dir.path().join("root"))
+            .arg("import")
+            .arg(image_tar)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self {
+            dir,
+            agent: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn start_agent(&mut self) {
+        self.start_agent_with(&["--cgroup-limits", "best-effort"]);
+    }
+
+    fn start_agent_with(&mut self, limits: &[&str]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("agent.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("--state")
+            .arg(self.path("state"))
+            .arg("agent")
+            .arg("--manifests")
+            .arg(self.path("manifests"))
+            .args(["--node-name", NODE])
+            .args(limits)
+            .arg("--root")
+            .arg(self.path("root"))
+            .arg("--log-dir")
+            .arg(self.path("logs"))
+            .args([
+                "--cgroup-parent",
+                &format!("/podvisor-e2e-{}", std::process::id()),
+            ])
+            .args(&self.extra)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agent = Some(child);
+    }
+
+    /// SIGTERM and wait (the agent runs with --stop-pods-on-exit in these tests).
+    fn stop_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            let pid = rustix::process::Pid::from_child(&child);
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn kill9_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn write_manifest(&self, name: &str, text: &str) {
+        let dir = self.path("manifests");
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+
+    fn remove_manifest(&self, name: &str) {
+        std::fs::remove_file(self.path("manifests").join(name)).unwrap();
+    }
+
+    fn cli(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(BIN)
+            .arg("--state")
+            .arg(self.path("state"))
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The pod as `podvisor inspect -o json` shows it, if the agent knows it.
+    fn pod(&self, name: &str) -> Option<Value> {
+        let text = self.cli(&["inspect", name, "-o", "json"]).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    fn pods(&self) -> Vec<Value> {
+        self.cli(&["ps", "-o", "json"])
+            .ok()
+            .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.path("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.stop_agent();
+        if std::env::var_os("E2E_VERBOSE").is_some() {
+            eprintln!("--- agent log ---\n{}", self.agent_log());
+        }
+    }
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("timed out after {secs}s waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ensure(cond: bool, msg: impl FnOnce() -> String) -> Outcome {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+fn container<'a>(pod: &'a Value, list: &str, name: &str) -> Option<&'a Value> {
+    pod["status"][list]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn uid(pod: &Value) -> String {
+    pod["metadata"]["uid"].as_str().unwrap_or("").to_string()
+}
+
+fn pod_yaml(name: &str, extra_spec: &str, containers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  terminationGracePeriodSeconds: 3\n{extra_spec}  containers:\n{containers}"
+    )
+}
+
+fn app(name: &str, script: &str) -> String {
+    format!(
+        "  - name: {name}\n    image: {IMAGE}\n    imagePullPolicy: Never\n    command: [\"/bin/sh\", \"-c\", {}]\n",
+        serde_json::to_string(script).unwrap()
+    )
+}
+
+const STEADY: &str = "trap 'exit 0' TERM; echo started; while true; do sleep 0.2; done";
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .contains(needle)
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+// ---- cases ----
+
+fn manifest_dropped_runs_and_ps_says_running(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    w.start_agent();
+    let t0 = Instant::now();
+    w.write_manifest("web.yaml", &pod_yaml("web", "", &app("main", STEADY)));
+    let pod = wait_for("web-e2e Running", 30, || {
+        w.pod("web-e2e").filter(|p| {
+            phase(p) == "Running"
+                && container(p, "containerStatuses", "main").is_some_and(|c| c["ready"] == true)
+        })
+    })?;
+    println!("    manifest written → Running in {:?}", t0.elapsed());
+    let ps = w.cli(&["ps"])?;
+    ensure(
+        ps.lines()
+            .any(|l| l.starts_with("web-e2e") && l.contains("Running") && l.contains("1/1")),
+        || format!("ps does not show web-e2e 1/1 Running:\n{ps}"),
+    )?;
+    let logs = wait_for("log line", 10, || {
+        w.cli(&["logs", "web-e2e"])
+            .ok()
+            .filter(|l| l.contains("started"))
+    })?;
+    ensure(logs.trim() == "started", || format!("logs: {logs:?}"))?;
+    ensure(pod["status"]["qosClass"] == "BestEffort", || {
+        format!("qosClass {}", pod["status"]["qosClass"])
+    })
+}
+
+fn crashing_container_restarts_with_backoff(img: &Path) -> Outcome {
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--backoff-initial",
+            "300ms",
+            "--backoff-max",
+            "1200ms",
+        ],
+    );
+    let marks = w.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    w.start_agent();
+    // Each run appends the host's uptime (one clock for every run) and exits 3.
+    let spec = format!(
+        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+        marks.display()
+    );
+    let c = format!(
+        "{}    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n",
+        app(
+            "c",
+            "echo crashing; cut -d' ' -f1 /proc/uptime >> /marks/starts; exit 3"
+        )
+    );
+    w.write_manifest("crash.yaml", &pod_yaml("crash", &spec, &c));
+    let mut saw_backoff = false;
+    let pod = wait_for("6 restarts", 40, || {
+        let p = w.pod("crash-e2e")?;
+        let c = container(&p, "containerStatuses", "c")?.clone();
+        saw_backoff |= c["state"]["waiting"]["reason"] == "CrashLoopBackOff";
+        (c["restartCount"].as_u64()? >= 6 && saw_backoff).then_some(p)
+    })?;
+    let c = container(&pod, "containerStatuses", "c").unwrap();
+    let last = &c["lastState"]["terminated"];
+    ensure(last["exitCode"] == 3 && last["reason"] == "Error", || {
+        format!("lastState {last}")
+    })?;
+    let starts: Vec<f64> = std::fs::read_to_string(marks.join("starts"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    let gaps: Vec<f64> = starts.windows(2).map(|p| p[1] - p[0]).collect();
+    println!("    gaps between runs (s): {gaps:.2?}");
+    ensure(gaps.len() >= 6, || {
+        format!("only {} runs recorded", starts.len())
+    })?;
+    // 300 ms doubling to the 1.2 s cap: the delays grow, reach the cap, and stay near it.
+    let max = gaps.iter().cloned().fold(0.0, f64::max);
+    ensure(gaps[1] < gaps[4], || {
+        format!("the delay does not grow: {gaps:.2?}")
+    })?;
+    ensure((1.15..2.5).contains(&max), || {
+        format!("the longest delay {max:.2}s is not the 1.2s cap: {gaps:.2?}")
+    })?;
+    let events = w.cli(&["events"])?;
+    ensure(events.contains("BackOff"), || {
+        format!("no BackOff event:\n{events}")
+    })
+}
+
+fn restart_policies_on_failure_and_never(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    w.start_agent();
+    let on_failure = "  restartPolicy: OnFailure\n";
+    let never = "  restartPolicy: Never\n";
+    w.write_manifest("ok.yaml", &pod_yaml("okf", on_failure, &app("c", "exit 0")));
+    w.write_manifest(
+        "bad.yaml",
+        &pod_yaml("badf", on_failure, &app("c", "exit 1")),
+    );
+    w.write_manifest("nev.yaml", &pod_yaml("never", never, &app("c", "exit 1")));
+    let ok = wait_for("OnFailure exit 0 → Succeeded", 30, || {
+        w.pod("okf-e2e").filter(|p| phase(p) == "Succeeded")
+    })?;
+    let never = wait_for("Never exit 1 → Failed", 30, || {
+        w.pod("never-e2e").filter(|p| phase(p) == "Failed")
+    })?;
+    let bad = wait_for("OnFailure exit 1 restarted twice", 30, || {
+        w.pod("badf-e2e").filter(|p| {
+            container(p, "containerStatuses", "c")
+                .and_then(|c| c["restartCount"].as_u64())
+                .is_some_and(|n| n >= 2)
+        })
+    })?;
+    // A finished container is not started again: look once more after a while.
+    std::thread::sleep(Duration::from_secs(2));
+    for (name, p) in [("okf-e2e", &ok), ("never-e2e", &never)] {
+        let now = w.pod(name).ok_or(format!("{name} vanished"))?;
+        let count = container(&now, "containerStatuses", "c").map(|c| c["restartCount"].clone());
+        ensure(count == Some(Value::from(0)), || {
+            format!("{name} was restarted: {count:?}; status {}", p["status"])
+        })?;
+    }
+    let term = &container(&never, "containerStatuses", "c").unwrap()["state"]["terminated"];
+    ensure(term["exitCode"] == 1, || {
+        format!("never-e2e terminated {term}")
+    })?;
+    ensure(phase(&bad) == "Running" || phase(&bad) == "Pending", || {
+        format!("OnFailure crashing pod phase {}", phase(&bad))
+    })
+}
+
+fn init_containers_run_in_order(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    w.start_agent();
+    let spec = "  volumes:\n  - name: work\n    emptyDir: {}\n";
+    let mount = "    volumeMounts:\n    - {name: work, mountPath: /work}\n";
+    let text = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ordered\nspec:\n  terminationGracePeriodSeconds: 3\n{spec}  initContainers:\n{}{mount}{}{mount}  containers:\n{}{mount}",
+        app("first", "sleep 0.5; echo first >> /work/order"),
+        app(
+            "second",
+            "test -s /work/order && echo second >> /work/order"
+        ),
+        app("main", &format!("cat /work/order; {STEADY}")),
+    );
+    w.write_manifest("ordered.yaml", &text);
+    let pod = wait_for("ordered-e2e Running", 30, || {
+        w.pod("ordered-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    for name in ["first", "second"] {
+        let c = container(&pod, "initContainerStatuses", name)
+            .ok_or(format!("no status for init container {name}"))?;
+        let t = &c["state"]["terminated"];
+        ensure(t["reason"] == "Completed" && c["restartCount"] == 0, || {
+            format!("init {name}: {c}")
+        })?;
+    }
+    let logs = wait_for("main's log", 10, || {
+        w.cli(&["logs", "ordered-e2e", "-c", "main"])
+            .ok()
+            .filter(|l| l.contains("started"))
+    })?;
+    ensure(logs.starts_with("first\nsecond\n"), || {
+        format!("init containers did not run in order; main saw {logs:?}")
+    })
+}
+
+fn edit_replaces_pod_after_old_got_sigterm(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let marks = w.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    w.start_agent();
+    let manifest = |version: &str| {
+        let spec = format!(
+            "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+            marks.display()
+        );
+        let script = format!(
+            "trap 'echo {version} got TERM >> /marks/log; exit 0' TERM; echo {version} up >> /marks/log; while true; do sleep 0.2; done"
+        );
+        pod_yaml(
+            "edit",
+            &spec,
+            &format!(
+                "{}    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n",
+                app("c", &script)
+            ),
+        )
+    };
+    w.write_manifest("edit.yaml", &manifest("v1"));
+    let old = wait_for("v1 Running", 30, || {
+        w.pod("edit-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    wait_for("v1 up", 10, || {
+        std::fs::read_to_string(marks.join("log"))
+            .ok()
+            .filter(|t| t.contains("v1 up"))
+    })?;
+    w.write_manifest("edit.yaml", &manifest("v2"));
+    let new = wait_for("v2 Running with a new UID", 30, || {
+        w.pod("edit-e2e")
+            .filter(|p| phase(p) == "Running" && uid(p) != uid(&old))
+    })?;
+    let log = wait_for("v2 up", 10, || {
+        std::fs::read_to_string(marks.join("log"))
+            .ok()
+            .filter(|t| t.contains("v2 up"))
+    })?;
+    ensure(log == "v1 up\nv1 got TERM\nv2 up\n", || {
+        format!("expected v1 up, v1 got TERM, then v2 up; got {log:?}")
+    })?;
+    let pods = w.pods();
+    ensure(pods.len() == 1, || {
+        format!("{} pods listed after the edit", pods.len())
+    })?;
+    ensure(!w.path("state/pods").join(uid(&old)).exists(), || {
+        "the old pod's state directory is left".into()
+    })?;
+    println!("    old uid {} → new uid {}", uid(&old), uid(&new));
+    Ok(())
+}
+
+fn delete_leaves_nothing(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    w.start_agent();
+    let marker = format!("e2e-delete-marker-{}", std::process::id());
+    let script = format!("trap 'exit 0' TERM; echo {marker}; while true; do sleep 0.2; done");
+    w.write_manifest("gone.yaml", &pod_yaml("gone", "", &app("c", &script)));
+    let pod = wait_for("gone-e2e Running", 30, || {
+        w.pod("gone-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let id = uid(&pod);
+    let before = processes_with(&marker);
+    ensure(!before.is_empty(), || {
+        "the container process is not visible".into()
+    })?;
+    ensure(!processes_with(&format!("--uid {id}")).is_empty(), || {
+        "no shim process".into()
+    })?;
+    w.remove_manifest("gone.yaml");
+    wait_for("pod gone from ps", 30, || w.pods().is_empty().then_some(()))?;
+    wait_for("leftovers removed", 10, || {
+        (!w.path("root/pods").join(&id).exists() && !w.path("state/pods").join(&id).exists())
+            .then_some(())
+    })?;
+    let mut left = Vec::new();
+    if !processes_with(&marker).is_empty() {
+        left.push(format!("container processes {:?}", processes_with(&marker)));
+    }
+    if !processes_with(&format!("--uid {id}")).is_empty() {
+        left.push("shim process".into());
+    }
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = w.dir.path().to_string_lossy().into_owned();
+    let mounts: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&root)).collect();
+    if !mounts.is_empty() {
+        left.push(format!("mounts {mounts:?}"));
+    }
+    let containers: Vec<_> = std::fs::read_dir(w.path("root/containers"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    if !containers.is_empty() {
+        left.push(format!("root filesystems {containers:?}"));
+    }
+    let cgroup_root = podvisor_runtime::cgroup::mount_point().unwrap();
+    let parent = cgroup_root.join(format!("podvisor-e2e-{}", std::process::id()));
+    let found = Command::new("find")
+        .arg(&parent)
+        .args(["-type", "d", "-name", &format!("pod{id}")])
+        .output()
+        .unwrap();
+    if !found.stdout.is_empty() {
+        left.push(format!(
+            "cgroups {}",
+            String::from_utf8_lossy(&found.stdout)
+        ));
+    }
+    let runtime: Vec<_> = std::fs::read_dir(w.path("state/runtime"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    if !runtime.is_empty() {
+        left.push(format!("runtime state {runtime:?}"));
+    }
+    ensure(left.is_empty(), || format!("left behind: {left:?}"))
+}
+
+fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    w.start_agent();
+    let marker = format!("e2e-adopt-marker-{}", std::process::id());
+    let script = format!("trap 'exit 0' TERM; echo {marker}; while true; do sleep 0.2; done");
+    w.write_manifest("keep.yaml", &pod_yaml("keep", "", &app("c", &script)));
+    let pod = wait_for("keep-e2e Running", 30, || {
+        w.pod("keep-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let id_before = container(&pod, "containerStatuses", "c").unwrap()["containerID"].clone();
+    let pids_before = processes_with(&marker);
+    w.kill9_agent();
+    std::thread::sleep(Duration::from_millis(500));
+    ensure(processes_with(&marker) == pids_before, || {
+        "the container did not survive the agent's SIGKILL".into()
+    })?;
+    let t0 = Instant::now();
+    w.start_agent();
+    let pod = wait_for("keep-e2e re-adopted Running", 30, || {
+        w.pod("keep-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let adopted = t0.elapsed();
+    println!(
+        "    re-adoption time (agent exec → pod Running in the API): {} ms",
+        adopted.as_millis()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let pod = w.pod("keep-e2e").unwrap_or(pod);
+    let c = container(&pod, "containerStatuses", "c").unwrap();
+    ensure(
+        c["restartCount"] == 0 && c["containerID"] == id_before,
+        || format!("container restarted across the agent restart: before {id_before}, now {c}"),
+    )?;
+    ensure(processes_with(&marker) == pids_before, || {
+        format!(
+            "container processes changed: {pids_before:?} → {:?}",
+            processes_with(&marker)
+        )
+    })
+}
+
+fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    w.start_agent();
+    let missing = "  - name: c\n    image: example.invalid/nothing:1\n    imagePullPolicy: Never\n    command: [\"true\"]\n";
+    w.write_manifest("bad.yaml", &pod_yaml("noimage", "", missing));
+    w.write_manifest("good.yaml", &pod_yaml("good", "", &app("c", STEADY)));
+    wait_for("good-e2e Running next to the bad pod", 30, || {
+        w.pod("good-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let bad = wait_for("noimage-e2e waiting with ErrImageNeverPull", 30, || {
+        w.pod("noimage-e2e").filter(|p| {
+            container(p, "containerStatuses", "c")
+                .is_some_and(|c| c["state"]["waiting"]["reason"] == "ErrImageNeverPull")
+        })
+    })?;
+    let c = container(&bad, "containerStatuses", "c").unwrap();
+    let message = c["state"]["waiting"]["message"].as_str().unwrap_or("");
+    ensure(message.contains("example.invalid/nothing:1"), || {
+        format!("the waiting message does not name the image: {message:?}")
+    })?;
+    ensure(phase(&bad) == "Pending", || {
+        format!("bad pod phase {}", phase(&bad))
+    })
+}
+
+fn manifest_removed_while_agent_down_is_stopped_on_start(img: &Path) -> Outcome {
+    let mut w = World::new(img, &[]);
+    w.start_agent();
+    let marker = format!("e2e-orphan-marker-{}", std::process::id());
+    let script = format!("trap 'exit 0' TERM; echo {marker}; while true; do sleep 0.2; done");
+    w.write_manifest("orphan.yaml", &pod_yaml("orphan", "", &app("c", &script)));
+    let pod = wait_for("orphan-e2e Running", 30, || {
+        w.pod("orphan-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let id = uid(&pod);
+    // No --stop-pods-on-exit: SIGTERM leaves the pod running.
+    w.stop_agent();
+    ensure(!processes_with(&marker).is_empty(), || {
+        "the pod did not survive the agent's SIGTERM".into()
+    })?;
+    w.remove_manifest("orphan.yaml");
+    w.start_agent();
+    wait_for("the orphan's processes gone", 30, || {
+        processes_with(&marker).is_empty().then_some(())
+    })?;
+    wait_for("the orphan's directories removed", 10, || {
+        (!w.path("state/pods").join(&id).exists() && !w.path("root/pods").join(&id).exists())
+            .then_some(())
+    })?;
+    ensure(w.pods().is_empty(), || {
+        format!("pods listed: {:?}", w.pods())
+    })
+}
+
+fn kubeconfig_mirrors_the_pod_with_its_status(img: &Path) -> Outcome {
+    let pki = fake_api::certs::TestPki::new();
+    let api = fake_api::FakeApi::start(&pki);
+    let (pem, der) = pki.node_client(NODE, "kubelet-client");
+    api.allow_cert(der, NODE, "node");
+    let kubeconfig = pki.dir.path().join("kubelet.conf");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: {}\n    certificate-authority: ca.crt\n\
+             users:\n- name: system:node:{NODE}\n  user:\n    client-certificate: {c}\n    client-key: {c}\n\
+             contexts:\n- name: ctx\n  context:\n    cluster: k\n    user: system:node:{NODE}\ncurrent-context: ctx\n",
+            api.url(),
+            c = pem.display()
+        ),
+    )
+    .unwrap();
+    let kc = kubeconfig.to_string_lossy().into_owned();
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--kubeconfig",
+            &kc,
+            "--node-ip",
+            "127.0.0.1",
+        ],
+    );
+    w.start_agent();
+    w.write_manifest(
+        "mirrored.yaml",
+        &pod_yaml("mirrored", "", &app("c", STEADY)),
+    );
+    wait_for("mirrored-e2e Running locally", 30, || {
+        w.pod("mirrored-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let key = ("default".to_string(), "mirrored-e2e".to_string());
+    let mirror = wait_for(
+        "a mirror pod with phase Running in the API server",
+        30,
+        || {
+            let store = api.store.lock().unwrap();
+            store
+                .pods
+                .get(&key)
+                .filter(|p| p["status"]["phase"] == "Running")
+                .cloned()
+        },
+    )?;
+    let annotations = &mirror["metadata"]["annotations"];
+    ensure(
+        annotations["kubernetes.io/config.mirror"].is_string(),
+        || format!("not a mirror pod: {annotations}"),
+    )?;
+    let node_registered = api.store.lock().unwrap().nodes.contains_key(NODE);
+    ensure(node_registered, || "the Node was not registered".into())?;
+    wait_for("a Started event for the pod in the API server", 30, || {
+        let store = api.store.lock().unwrap();
+        store
+            .events
+            .iter()
+            .any(|e| e["reason"] == "Started" && e["involvedObject"]["name"] == "mirrored-e2e")
+            .then_some(())
+    })
+    .map_err(|e| format!("{e}; events: {:?}", api.store.lock().unwrap().events))?;
+    w.remove_manifest("mirrored.yaml");
+    wait_for("the mirror pod deleted", 30, || {
+        (!api.store.lock().unwrap().pods.contains_key(&key)).then_some(())
+    })?;
+    Ok(())
+}
+
+fn sd_notify_ready_after_the_first_reconcile(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let sock_path = w.path("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    w.env.push((
+        "NOTIFY_SOCKET".into(),
+        sock_path.to_string_lossy().into_owned(),
+    ));
+    w.write_manifest("early.yaml", &pod_yaml("early", "", &app("c", STEADY)));
+    let t0 = Instant::now();
+    w.start_agent();
+    let mut buf = [0u8; 512];
+    let n = sock
+        .recv(&mut buf)
+        .map_err(|e| format!("no sd_notify message: {e}"))?;
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    println!("    READY after {:?}", t0.elapsed());
+    ensure(msg.lines().any(|l| l == "READY=1"), || {
+        format!("sd_notify sent {msg:?}")
+    })?;
+    // READY comes after the first reconcile (which started the manifest's pod) and
+    // with the local API already serving.
+    ensure(w.cli(&["ps"]).is_ok(), || {
+        "the local API does not answer after READY".into()
+    })?;
+    let log = w.agent_log();
+    ensure(
+        log.lines()
+            .any(|l| l.contains("first reconcile done") && l.contains("pods=1")),
+        || format!("no first reconcile with the pod in the agent log:\n{log}"),
+    )?;
+    wait_for("early-e2e Running", 30, || {
+        w.pod("early-e2e").filter(|p| phase(p) == "Running")
+    })
+    .map(|_| ())
+}
+
+fn probes_readiness_and_liveness_restart(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    w.start_agent();
+    let exec_probe = |kind: &str, cmd: &str| {
+        format!(
+            "    {kind}:\n      exec: {{command: [\"/bin/sh\", \"-c\", {}]}}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+            serde_json::to_string(cmd).unwrap()
+        )
+    };
+    let containers = format!(
+        "{}{}{}{}",
+        app(
+            "slow",
+            "sleep 2; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"
+        ),
+        exec_probe("readinessProbe", "test -e /tmp/ready"),
+        app(
+            "sick",
+            "sleep 2; touch /tmp/dead; trap 'exit 0' TERM; while true; do sleep 0.2; done"
+        ),
+        exec_probe("livenessProbe", "test ! -e /tmp/dead"),
+    );
+    w.write_manifest("probed.yaml", &pod_yaml("probed", "", &containers));
+    let unready = wait_for("slow running but not ready", 30, || {
+        w.pod("probed-e2e").filter(|p| {
+            container(p, "containerStatuses", "slow")
+                .is_some_and(|c| c["state"]["running"].is_object() && c["ready"] == false)
+        })
+    })?;
+    let ready_cond = |p: &Value| {
+        p["status"]["conditions"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["type"] == "ContainersReady").cloned())
+    };
+    println!(
+        "    before readiness: ContainersReady {:?}",
+        ready_cond(&unready).map(|c| c["status"].clone())
+    );
+    wait_for("slow ready after its readiness probe passes", 30, || {
+        w.pod("probed-e2e").filter(|p| {
+            container(p, "containerStatuses", "slow").is_some_and(|c| c["ready"] == true)
+        })
+    })?;
+    let sick = wait_for("sick restarted by its liveness probe", 40, || {
+        w.pod("probed-e2e").filter(|p| {
+            container(p, "containerStatuses", "sick")
+                .and_then(|c| c["restartCount"].as_u64())
+                .is_some_and(|n| n >= 1)
+        })
+    })?;
+    let c = container(&sick, "containerStatuses", "sick").unwrap();
+    println!("    sick lastState: {}", c["lastState"]);
+    let events = w.cli(&["events"])?;
+    ensure(
+        events.contains("Unhealthy") && events.contains("liveness probe"),
+        || format!("no Unhealthy liveness event:\n{events}"),
+    )?;
+    let slow = container(&sick, "containerStatuses", "slow").unwrap();
+    ensure(slow["restartCount"] == 0, || {
+        format!("the readiness-probed container was restarted: {slow}")
+    })
+}
+
+fn host_path_and_cgroup_problems_wait_then_retry(img: &Path) -> Outcome {
+    let waiting = |w: &World, name: &str| {
+        w.pod(name).and_then(|p| {
+            let c = container(&p, "containerStatuses", "c")?;
+            let r = c["state"]["waiting"]["reason"].as_str()?.to_string();
+            let m = c["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            (r != "ContainerCreating").then_some((r, m))
+        })
+    };
+    // A missing hostPath directory: a clear reason, then the pod starts once it exists.
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--backoff-initial",
+            "300ms",
+            "--backoff-max",
+            "1s",
+        ],
+    );
+    let data = w.path("data-not-yet");
+    let spec = format!(
+        "  volumes:\n  - name: data\n    hostPath: {{path: {}, type: Directory}}\n",
+        data.display()
+    );
+    let c = format!(
+        "{}    volumeMounts:\n    - {{name: data, mountPath: /data}}\n",
+        app("c", STEADY)
+    );
+    w.write_manifest("hp.yaml", &pod_yaml("hostpath", &spec, &c));
+    w.start_agent();
+    let (reason, message) = wait_for("hostpath-e2e waiting with a reason", 30, || {
+        waiting(&w, "hostpath-e2e")
+    })?;
+    println!("    hostPath: {reason}: {message}");
+    ensure(
+        reason == "CreateContainerConfigError" && message.contains(&data.display().to_string()),
+        || format!("want CreateContainerConfigError naming the hostPath, got {reason}: {message}"),
+    )?;
+    std::fs::create_dir_all(&data).unwrap();
+    wait_for("hostpath-e2e Running once the directory exists", 30, || {
+        w.pod("hostpath-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    w.stop_agent();
+    if cgroup2_has_memory() {
+        println!(
+            "    (this host's cgroup2 has the memory controller: the strict-limit check is skipped)"
+        );
+        return Ok(());
+    }
+    // --cgroup-limits strict on a host whose cgroup2 lacks the memory controller.
+    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    let limited = "  - name: c\n    image: busybox:podvisor-test\n    imagePullPolicy: Never\n    command: [\"sleep\", \"1000\"]\n    resources: {limits: {memory: 32Mi}}\n";
+    w.write_manifest("limited.yaml", &pod_yaml("limited", "", limited));
+    w.start_agent_with(&["--cgroup-limits", "strict"]);
+    let (reason, message) = wait_for("limited-e2e waiting with a reason", 30, || {
+        waiting(&w, "limited-e2e")
+    })?;
+    println!("    strict limits: {reason}: {message}");
+    ensure(
+        reason == "RunContainerError" && message.contains("controller"),
+        || format!("want RunContainerError naming the missing controller, got {reason}: {message}"),
+    )
+}
+
+/// Removes this run's cgroup parent (`--cgroup-parent`): the agent removes each pod's
+/// cgroup, not the shared `pods/<qos>` levels above them.
+fn remove_cgroup_parent() {
+    let Ok(root) = podvisor_runtime::cgroup::mount_point() else {
+        return;
+    };
+    let parent = root.join(format!("podvisor-e2e-{}", std::process::id()));
+    let _ = Command::new("find")
+        .arg(&parent)
+        .args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"])
+        .status();
+}
+
+/// Whether the cgroup2 root offers the memory controller (not on hybrid hosts).
+fn cgroup2_has_memory() -> bool {
+    let root = podvisor_runtime::cgroup::mount_point().unwrap();
+    std::fs::read_to_string(root.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|c| c == "memory")
+}
+
+fn main() {
+    if !rustix::process::geteuid().is_root() {
+        if std::env::var_os("PODVISOR_SKIP_PRIVILEGED").is_some() {
+            println!("SKIPPED: e2e_agent needs root (PODVISOR_SKIP_PRIVILEGED is set)");
+            println!("0 passed, 0 failed");
+            return;
+        }
+        eprintln!(
+            "e2e_agent needs root (containers, mounts, cgroups); set PODVISOR_SKIP_PRIVILEGED=1 to skip"
+        );
+        println!("0 passed, 1 failed");
+        std::process::exit(1);
+    }
+    let images = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/build-busybox-image");
+    let out = Command::new(&script).arg(images.path()).output().unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "build-busybox-image: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("0 passed, 1 failed");
+        std::process::exit(1);
+    }
+    let tar = images.path().join("busybox.tar");
+    let cases: &[Case] = &[
+        (
+            "manifest_dropped_runs_and_ps_says_running",
+            manifest_dropped_runs_and_ps_says_running,
+        ),
+        (
+            "crashing_container_restarts_with_backoff",
+            crashing_container_restarts_with_backoff,
+        ),
+        (
+            "restart_policies_on_failure_and_never",
+            restart_policies_on_failure_and_never,
+        ),
+        ("init_containers_run_in_order", init_containers_run_in_order),
+        (
+            "edit_replaces_pod_after_old_got_sigterm",
+            edit_replaces_pod_after_old_got_sigterm,
+        ),
+        ("delete_leaves_nothing", delete_leaves_nothing),
+        (
+            "bad_image_waits_with_reason_and_other_pods_run",
+            bad_image_waits_with_reason_and_other_pods_run,
+        ),
+        (
+            "manifest_removed_while_agent_down_is_stopped_on_start",
+            manifest_removed_while_agent_down_is_stopped_on_start,
+        ),
+        (
+            "host_path_and_cgroup_problems_wait_then_retry",
+            host_path_and_cgroup_problems_wait_then_retry,
+        ),
+        (
+            "probes_readiness_and_liveness_restart",
+            probes_readiness_and_liveness_restart,
+        ),
+        (
+            "kubeconfig_mirrors_the_pod_with_its_status",
+            kubeconfig_mirrors_the_pod_with_its_status,
+        ),
+        (
+            "sd_notify_ready_after_the_first_reconcile",
+            sd_notify_ready_after_the_first_reconcile,
+        ),
+        (
+            "agent_kill9_then_restart_readopts_without_restarts",
+            agent_kill9_then_restart_readopts_without_restarts,
+        ),
+    ];
+    let only = std::env::var("E2E_ONLY").unwrap_or_default();
+    let (mut passed, mut failed) = (0, 0);
+    let mut failures = Vec::new();
+    for (name, case) in cases {
+        if !name.contains(&only) {
+            continue;
+        }
+        let t = Instant::now();
+        match std::panic::catch_unwind(|| case(&tar)) {
+            Ok(Ok(())) => {
+                passed += 1;
+                println!("PASS {name} ({:.1}s)", t.elapsed().as_secs_f64());
+            }
+            Ok(Err(e)) => {
+                failed += 1;
+                println!("FAIL {name}: {e}");
+                failures.push(*name);
+            }
+            Err(_) => {
+                failed += 1;
+                println!("FAIL {name}: panicked");
+                failures.push(*name);
+            }
+        }
+    }
+    remove_cgroup_parent();
+    if !failures.is_empty() {
+        println!("failed: {}", failures.join(" "));
+    }
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
