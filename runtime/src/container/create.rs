@@ -430,6 +430,9 @@ mod tests {
     use super::*;
     use crate::plan::exec_plan;
 
+    /// A short-lived child and its pidfd; it is reaped through the pidfd (by `hand_over`
+    /// or the test), not through the std handle.
+    #[expect(clippy::zombie_processes, reason = "reaped with waitid(P_PIDFD)")]
     fn child_with_pidfd() -> (i32, OwnedFd) {
         let child = Command::new("true").spawn().unwrap();
         let pid = Pid::from_child(&child);
