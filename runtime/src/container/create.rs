@@ -356,9 +356,17 @@ pub(crate) fn hand_over(
     let first = pid;
     let io = |e| Error::io("talk to container init", format!("/proc/{first}"), e);
     channel::send(sock, plan, &[]).map_err(io)?;
-    loop {
+    // With a fork into a joined pid namespace, two processes write to `sock`: the helper
+    // sends `Spawned` after its fork returns, the forked process `Ready` after its set-up.
+    // Either may come first (a busy machine often runs the child first), so wait for
+    // both: breaking on an early `Ready` would keep the helper as "the" process and drop
+    // the real one's pidfd unread, leaving it an unreaped zombie in the container's pid
+    // namespace (whose init then never finishes exiting).
+    let mut spawned = !plan.fork_after_join;
+    let mut ready = false;
+    while !(ready && spawned) {
         match channel::recv::<FromInit>(sock).map_err(io)? {
-            Some((FromInit::Ready, _)) => break,
+            Some((FromInit::Ready, _)) => ready = true,
             Some((FromInit::Spawned { pid: real }, mut fds)) => {
                 let Some(fd) = fds.pop() else {
                     return Err(Error::io(
@@ -372,6 +380,7 @@ pub(crate) fn hand_over(
                     let _ = waitid(WaitId::PidFd(helper.as_fd()), WaitIdOptions::EXITED);
                 }
                 pid = real;
+                spawned = true;
             }
             Some((FromInit::Failed(e), _)) => {
                 return Err(Error::Init {
@@ -410,4 +419,82 @@ pub(crate) fn hand_over(
         )
     })?;
     Ok((pid, pidfd))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+
+    use super::*;
+    use crate::plan::exec_plan;
+
+    /// A short-lived child and its pidfd; it is reaped through the pidfd (by `hand_over`
+    /// or the test), not through the std handle.
+    #[expect(clippy::zombie_processes, reason = "reaped with waitid(P_PIDFD)")]
+    fn child_with_pidfd() -> (i32, OwnedFd) {
+        let child = Command::new("true").spawn().unwrap();
+        let pid = Pid::from_child(&child);
+        let pidfd = pidfd_open(pid, PidfdFlags::empty()).unwrap();
+        (pid.as_raw_nonzero().get(), pidfd)
+    }
+
+    /// An init that forks into a joined pid namespace: the forked process may report
+    /// `Ready` before the helper reports `Spawned`. Either order must hand back the forked
+    /// process (and reap the helper), never the helper with the real pidfd dropped.
+    #[test]
+    fn hand_over_follows_the_fork_whichever_message_comes_first() {
+        for ready_first in [true, false] {
+            let (helper_pid, helper_fd) = child_with_pidfd();
+            let (real_pid, real_fd) = child_with_pidfd();
+            let plan = exec_plan(
+                "t",
+                1,
+                &[],
+                &oci_spec::runtime::Process::default(),
+                None,
+                &PlanOptions::default(),
+            )
+            .unwrap();
+            assert!(plan.fork_after_join);
+            let (ours, theirs) = channel::pair().unwrap();
+            let peer = std::thread::spawn(move || {
+                let got = channel::recv::<InitPlan>(theirs.as_fd()).unwrap();
+                assert!(got.is_some(), "the plan is sent first");
+                let spawned = FromInit::Spawned { pid: real_pid };
+                if ready_first {
+                    channel::send(theirs.as_fd(), &FromInit::Ready, &[]).unwrap();
+                    channel::send(theirs.as_fd(), &spawned, &[real_fd.as_fd()]).unwrap();
+                } else {
+                    channel::send(theirs.as_fd(), &spawned, &[real_fd.as_fd()]).unwrap();
+                    channel::send(theirs.as_fd(), &FromInit::Ready, &[]).unwrap();
+                }
+            });
+            let mut undo = Undo {
+                state_dir: None,
+                cgroup: None,
+                pidfd: Some(helper_fd),
+            };
+            let (pid, pidfd) = hand_over("t", &plan, ours.as_fd(), helper_pid, &mut undo).unwrap();
+            peer.join().unwrap();
+            assert_eq!(
+                pid, real_pid,
+                "ready_first={ready_first}: the forked process"
+            );
+            // The pidfd handed back is the forked process's: reaping it succeeds...
+            let status = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED).unwrap();
+            assert!(status.is_some_and(|s| s.exit_status() == Some(0)));
+            // ...and the helper was already reaped by hand_over.
+            let helper = Pid::from_raw(helper_pid).unwrap();
+            let again = waitid(
+                WaitId::Pid(helper),
+                WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+            );
+            assert!(
+                matches!(again, Err(rustix::io::Errno::CHILD)),
+                "ready_first={ready_first}: the helper was not reaped"
+            );
+        }
+    }
 }

@@ -111,6 +111,11 @@ impl Worker {
         let rx = &self.rx;
         let mut queued = VecDeque::new();
         let mut stop_requested = false;
+        // Events the main loop must still see: probe verdicts about containers not being
+        // stopped (a readiness change arriving now is reported only once) and the loss of
+        // the shim connection.
+        let mut later = Vec::new();
+        let stopping: Vec<&str> = targets.iter().map(|t| t.container.as_str()).collect();
         let mut wait = |names: &mut Vec<String>, deadline: Instant| {
             let mut got = Vec::new();
             while !names.is_empty() {
@@ -123,14 +128,23 @@ impl Worker {
                         None => queued.push_back(e),
                     },
                     Ok(Event::Stop | Event::Detach) => stop_requested = true,
+                    Ok(Event::Probe(c, u)) if !stopping.contains(&c.as_str()) => {
+                        later.push(Event::Probe(c, u));
+                    }
                     Ok(Event::Probe(..)) => {} // about a container being stopped
-                    Ok(Event::ShimLost) => break,
+                    Ok(Event::ShimLost) => {
+                        later.push(Event::ShimLost);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
             got
         };
         let outcome = shim.stop_group_via(targets, grace, &mut wait);
+        for event in later {
+            let _ = self.tx.send(event);
+        }
         self.pending.extend(queued);
         self.stop_requested |= stop_requested;
         outcome.ok()
