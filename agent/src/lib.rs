@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod daemon;
+pub mod exec;
 pub mod images;
 pub mod init;
 pub mod kube;

@@ -36,6 +36,8 @@ enum Command {
     Logs(commands::LogsArgs),
     /// Show recent pod events.
     Events(commands::EventsArgs),
+    /// Run a command in a running container (`exec POD [-c C] [-it] -- CMD...`).
+    Exec(podvisor::cli::exec::ExecArgs),
     /// The per-pod shim (started by the agent; not for direct use).
     #[command(hide = true)]
     Shim(podvisor::supervise::shim::server::ShimArgs),
@@ -96,6 +98,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => commands::inspect(&args, &cli.state, &mut out)?,
         Command::Logs(args) => commands::logs(&args, &cli.state, &mut out)?,
         Command::Events(args) => commands::events(&args, &cli.state, &mut out)?,
+        Command::Exec(args) => {
+            let code = podvisor::cli::exec::run(&args, &cli.state, &mut out)?;
+            drop(out);
+            // The command's exit code, as kubectl and crictl exit with it.
+            std::process::exit(code.clamp(0, 255));
+        }
         Command::Shim(args) => podvisor::supervise::shim::server::run_shim(args.config(cli.state))?,
     }
     Ok(())

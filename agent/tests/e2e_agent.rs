@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "e2e_cases/exec.rs"]
+mod e2e_exec;
 #[path = "fake_api/mod.rs"]
 mod fake_api;
 
@@ -972,7 +974,7 @@ fn main() {
     let only = std::env::var("E2E_ONLY").unwrap_or_default();
     let (mut passed, mut failed) = (0, 0);
     let mut failures = Vec::new();
-    for (name, case) in cases {
+    for (name, case) in cases.iter().chain(e2e_exec::CASES) {
         if !name.contains(&only) {
             continue;
         }

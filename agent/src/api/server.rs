@@ -2,7 +2,8 @@
 //! `tiny_http` (which listens on unix sockets since 0.12).
 //!
 //! Endpoints: `GET /healthz`, `/pods`, `/pods/<name>`, `/pods/<name>/logs`, `/events`,
-//! `/metrics`. Requests are answered on the accept thread from snapshots of the
+//! `/metrics`; `POST /pods/<name>/exec` and `POST /exec/<session>/stdin` (wire format in
+//! [`crate::exec::wire`]), each on its own thread. Requests are answered on the accept thread from snapshots of the
 //! [`StatusStore`], except logs, which get their own thread (a follow can last long).
 //! A follow is streamed over the raw connection after an `Upgrade: podvisor-logs`
 //! response, because tiny_http's chunked encoder holds back output until 8 KiB.
@@ -19,6 +20,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 use super::metrics;
 use super::query::{parse_since, split_url};
 use super::store::{LookupError, PodEntry, StatusStore};
+use crate::exec::session::{Sessions, serve_exec, serve_input};
 use crate::logs::file::{PodLogDir, attempts};
 use crate::logs::reader::{ReadOptions, follow, read_logs};
 
@@ -62,8 +64,19 @@ impl std::fmt::Debug for ApiServer {
 }
 
 impl ApiServer {
-    /// Binds `socket` (replacing a stale one) and serves `store` on a background thread.
+    /// Binds `socket` (replacing a stale one) and serves `store` on a background thread,
+    /// without `exec` (it answers 501).
     pub fn start(socket: &Path, store: StatusStore) -> Result<Self, ServeError> {
+        Self::start_with_runtime(socket, store, None)
+    }
+
+    /// As [`ApiServer::start`], with `exec` into the containers of the runtime state root
+    /// `runtime_root`.
+    pub fn start_with_runtime(
+        socket: &Path,
+        store: StatusStore,
+        runtime_root: Option<PathBuf>,
+    ) -> Result<Self, ServeError> {
         let io = |what| {
             move |source| ServeError::Io {
                 what,
@@ -87,7 +100,7 @@ impl ApiServer {
             let server = server.clone();
             std::thread::Builder::new()
                 .name("api".into())
-                .spawn(move || accept_loop(&server, &store))
+                .spawn(move || accept_loop(&server, &store, runtime_root.as_deref()))
                 .map_err(io("spawn api thread for"))?
         };
         Ok(Self {
@@ -122,10 +135,14 @@ impl Drop for ApiServer {
     }
 }
 
-fn accept_loop(server: &Server, store: &StatusStore) {
+fn accept_loop(server: &Server, store: &StatusStore, runtime_root: Option<&Path>) {
+    let sessions = Sessions::default();
     for request in server.incoming_requests() {
         let (segments, _) = split_url(request.url());
-        if matches!(segments.as_slice(), [pods, _, logs] if pods == "pods" && logs == "logs") {
+        if *request.method() == Method::Post {
+            serve_post(request, &segments, store, runtime_root, &sessions);
+        } else if matches!(segments.as_slice(), [pods, _, logs] if pods == "pods" && logs == "logs")
+        {
             let store = store.clone();
             let spawned = std::thread::Builder::new()
                 .name("api-logs".into())
@@ -139,6 +156,36 @@ fn accept_loop(server: &Server, store: &StatusStore) {
                 tracing::debug!("api response: {e}");
             }
         }
+    }
+}
+
+/// `POST`: exec (output and input connections), each on its own thread.
+fn serve_post(
+    request: Request,
+    segments: &[String],
+    store: &StatusStore,
+    runtime_root: Option<&Path>,
+    sessions: &Sessions,
+) {
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (pod, token) = match segments.as_slice() {
+        ["pods", pod, "exec"] => (Some(pod.to_string()), None),
+        ["exec", token, "stdin"] => (None, Some(token.to_string())),
+        _ => return respond(request, error(405, "POST is only for exec")),
+    };
+    let Some(root) = runtime_root.map(Path::to_path_buf) else {
+        return respond(request, error(501, "exec is not available on this server"));
+    };
+    let (store, sessions) = (store.clone(), sessions.clone());
+    let spawned = std::thread::Builder::new()
+        .name("api-exec".into())
+        .spawn(move || match (pod, token) {
+            (Some(pod), _) => serve_exec(request, &pod, &store, &root, &sessions),
+            (None, Some(token)) => serve_input(request, &token, &sessions),
+            (None, None) => {}
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("spawn exec thread: {e}");
     }
 }
 

@@ -89,23 +89,85 @@ impl ApiClient {
         }
     }
 
+    /// Connects to the agent's socket; a missing or dead agent is [`ClientError::NotRunning`].
+    pub fn connect(&self) -> Result<UnixStream, ClientError> {
+        UnixStream::connect(&self.socket).map_err(|e| ClientError::NotRunning {
+            socket: self.socket.clone(),
+            reason: match e.kind() {
+                io::ErrorKind::NotFound => "no socket".to_string(),
+                io::ErrorKind::ConnectionRefused => "connection refused, stale socket".to_string(),
+                io::ErrorKind::PermissionDenied => "permission denied, run as root?".to_string(),
+                _ => e.to_string(),
+            },
+        })
+    }
+
+    /// Sends `POST target` with a JSON `body` asking to upgrade to `protocol`. Returns the
+    /// upgraded connection (`101`), or the agent's refusal (status and JSON body).
+    pub fn post_upgrade(
+        &self,
+        target: &str,
+        protocol: &str,
+        body: &[u8],
+    ) -> Result<Upgrade, ClientError> {
+        let mut stream = self.connect()?;
+        write!(
+            stream,
+            "POST {target} HTTP/1.1\r\nHost: podvisor\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .and_then(|()| stream.write_all(body))
+        .map_err(self.io())?;
+        let writer = stream.try_clone().map_err(self.io())?;
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(self.io())?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ClientError::BadResponse(format!("status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(self.io())? == 0 {
+                return Err(ClientError::BadResponse("headers cut short".into()));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = l.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
+        if status == 101 {
+            return Ok(Upgrade::Switched {
+                headers,
+                reader,
+                writer,
+            });
+        }
+        let length = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse::<u64>().ok());
+        let mut text = String::new();
+        match length {
+            Some(n) => reader.take(n).read_to_string(&mut text),
+            None => reader.read_to_string(&mut text),
+        }
+        .map_err(self.io())?;
+        let body = serde_json::from_str(&text).unwrap_or_else(
+            |_| serde_json::json!({ "error": format!("agent answered {status}: {}", text.trim()) }),
+        );
+        Ok(Upgrade::Refused { status, body })
+    }
+
     /// Sends `GET target` and returns the response; a non-2xx answer is an error carrying
     /// the agent's message.
     pub fn get(&self, target: &str) -> Result<ClientResponse, ClientError> {
-        let mut stream =
-            UnixStream::connect(&self.socket).map_err(|e| ClientError::NotRunning {
-                socket: self.socket.clone(),
-                reason: match e.kind() {
-                    io::ErrorKind::NotFound => "no socket".to_string(),
-                    io::ErrorKind::ConnectionRefused => {
-                        "connection refused, stale socket".to_string()
-                    }
-                    io::ErrorKind::PermissionDenied => {
-                        "permission denied, run as root?".to_string()
-                    }
-                    _ => e.to_string(),
-                },
-            })?;
+        let mut stream = self.connect()?;
         write!(
             stream,
             "GET {target} HTTP/1.1\r\nHost: podvisor\r\nConnection: close\r\n\r\n"
@@ -188,6 +250,27 @@ impl ApiClient {
                 .map_err(self.io())?;
         }
     }
+}
+
+/// The answer to [`ApiClient::post_upgrade`].
+#[derive(Debug)]
+pub enum Upgrade {
+    /// `101 Switching Protocols`: the connection now carries the protocol.
+    Switched {
+        /// Response headers, names lower-cased.
+        headers: Vec<(String, String)>,
+        /// The connection's read side (it may hold bytes already received).
+        reader: BufReader<UnixStream>,
+        /// The connection's write side.
+        writer: UnixStream,
+    },
+    /// Any other status, with the JSON body (`{"error": ...}`).
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The body.
+        body: serde_json::Value,
+    },
 }
 
 /// A `Transfer-Encoding: chunked` body reader.

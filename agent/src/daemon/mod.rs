@@ -77,7 +77,11 @@ pub fn run(args: &AgentArgs, state: &std::path::Path) -> anyhow::Result<Exit> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
     let status = StatusStore::new();
-    let api = ApiServer::start(&state.join("agent.sock"), status.clone())?;
+    let api = ApiServer::start_with_runtime(
+        &state.join("agent.sock"),
+        status.clone(),
+        Some(state.join("runtime")),
+    )?;
     let (tx, rx) = mpsc::channel();
     let engine = start_probes(&state.join("runtime"), tx.clone())?;
     let env = pod_env(args, state, &node, status.clone(), engine)?;

@@ -10,6 +10,7 @@ pub mod child;
 pub mod clock;
 pub mod events;
 pub mod exit;
+pub mod hooks;
 pub mod phase;
 pub mod podplan;
 pub mod policy;

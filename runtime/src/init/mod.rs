@@ -5,6 +5,7 @@
 //! Every binary that creates containers calls [`run_if_container_init`] first thing in
 //! `main`: when the process was started as an init it never returns.
 
+mod loopback;
 mod process;
 mod rootfs;
 mod terminal;
@@ -78,6 +79,9 @@ fn run_plan(plan: &InitPlan, sock: BorrowedFd<'_>) -> Step<i32> {
                 .map_err(|e| StepError::io("send pidfd to runtime", &e))?;
             return Ok(0);
         }
+    }
+    if plan.loopback_up {
+        loopback::bring_up()?;
     }
     if let Some(rootfs) = &plan.rootfs {
         rootfs::prepare(rootfs, |_| {

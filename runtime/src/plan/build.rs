@@ -419,6 +419,7 @@ pub fn plan_container(
         start_fifo_fd: opts.start_fifo_fd,
         console_socket_fd: opts.console_socket_fd,
         preserve_fds: opts.preserve_fds,
+        loopback_up: clone.namespaces & NsKind::Net.clone_flag() != 0,
     };
     Ok((plan, clone))
 }
@@ -456,6 +457,7 @@ pub fn exec_plan(
         start_fifo_fd: None,
         console_socket_fd: opts.console_socket_fd,
         preserve_fds: opts.preserve_fds,
+        loopback_up: false,
     })
 }
 

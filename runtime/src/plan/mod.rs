@@ -124,6 +124,9 @@ pub struct InitPlan {
     pub console_socket_fd: Option<i32>,
     /// Number of descriptors after stdio passed through to the workload.
     pub preserve_fds: u32,
+    /// The init creates a new network namespace: bring its `lo` up (as runc and crun do).
+    #[serde(default)]
+    pub loopback_up: bool,
 }
 
 /// How the root filesystem is assembled.

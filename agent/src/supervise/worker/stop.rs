@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::{Event, Worker};
 use crate::supervise::events::EventType;
+use crate::supervise::hooks::{HookHandler, HookTarget, run_hook};
 use crate::supervise::podplan::{apply_stopped, containers};
 use crate::supervise::record::Termination;
 use crate::supervise::shim::handle::{PodShim, StopOutcome, StopTarget};
@@ -60,42 +61,86 @@ impl Worker {
         }
     }
 
-    /// Runs the preStop hooks of the running `targets` within `grace` and returns the
-    /// time they took (taken from the grace period, as the kubelet does). `sleep` hooks
-    /// run here, all at once; `exec` and `httpGet` hooks are not supported yet and are
-    /// reported as failed (the container is then signalled at once).
+    /// Runs the preStop hooks of the running `targets` within `grace`, all at once (the
+    /// kubelet runs each container's hook on its own goroutine), and returns the time they
+    /// took (taken from the grace period, as the kubelet does). A failing hook is a
+    /// `FailedPreStopHook` event and the stop goes on.
     fn run_pre_stop(
         &mut self,
         targets: &[StopTarget],
         grace: std::time::Duration,
     ) -> std::time::Duration {
         let t0 = Instant::now();
-        let mut sleep = std::time::Duration::ZERO;
+        let host_network = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let mut jobs = Vec::new();
         for t in targets {
-            let running = self
+            let Some(record) = self
                 .state
                 .containers
                 .iter()
-                .any(|r| r.name == t.container && r.running.is_some());
-            let spec = containers(&self.pod)
-                .into_iter()
-                .find(|(c, _)| c.name == t.container)
-                .map(|(c, _)| c.clone());
-            let Some(hook) = spec.as_ref().and_then(pre_stop).filter(|_| running) else {
+                .find(|r| r.name == t.container && r.running.is_some())
+            else {
                 continue;
             };
-            match hook {
-                PreStop::Sleep(d) => sleep = sleep.max(d),
-                PreStop::Exec(_) | PreStop::HttpGet(_) => self.event(
-                    Some(&t.container),
-                    EventType::Warning,
-                    "FailedPreStopHook",
-                    format!("preStop exec/httpGet hooks are not supported yet; stopping container {} without it", t.container),
-                ),
-            }
+            let Some(spec) = containers(&self.pod)
+                .into_iter()
+                .find(|(c, _)| c.name == t.container)
+                .map(|(c, _)| c.clone())
+            else {
+                continue;
+            };
+            let Some(hook) = pre_stop(&spec) else {
+                continue;
+            };
+            let target = HookTarget {
+                runtime_root: self.config.runtime_root.clone(),
+                container_id: record.container_id.clone().unwrap_or_default(),
+                netns: (!host_network)
+                    .then(|| self.namespaces.get("network").cloned())
+                    .flatten(),
+                host: "127.0.0.1".into(),
+            };
+            jobs.push((spec, hook, target));
         }
-        if !sleep.is_zero() {
-            std::thread::sleep(sleep.min(grace));
+        let failures: Vec<(String, String)> = std::thread::scope(|s| {
+            let running: Vec<_> = jobs
+                .iter()
+                .map(|(c, hook, target)| {
+                    s.spawn(move || {
+                        let handler = match hook {
+                            PreStop::Sleep(d) => {
+                                std::thread::sleep((*d).min(grace));
+                                return Ok(());
+                            }
+                            PreStop::Exec(cmd) => HookHandler::Exec(cmd.clone()),
+                            PreStop::HttpGet(get) => HookHandler::HttpGet(get.clone()),
+                        };
+                        run_hook(c, &handler, target, grace)
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .zip(&jobs)
+                .filter_map(|(h, (c, _, _))| match h.join() {
+                    Ok(Ok(())) => None,
+                    Ok(Err(m)) => Some((c.name.clone(), m)),
+                    Err(_) => Some((c.name.clone(), "the preStop hook panicked".into())),
+                })
+                .collect()
+        });
+        for (container, message) in failures {
+            self.event(
+                Some(&container),
+                EventType::Warning,
+                "FailedPreStopHook",
+                message,
+            );
         }
         t0.elapsed()
     }
