@@ -292,16 +292,20 @@ fn pre_stop_exec_and_http_hooks_run_before_sigterm(img: &Path) -> Outcome {
         marks.display()
     );
     let mount = "    volumeMounts:\n    - {name: marks, mountPath: /marks}\n";
-    let now = "$(cut -d' ' -f1 /proc/uptime)";
+    // `read` rather than `cut -d' '`: the trap's text is single-quoted.
+    let mark = |what: &str| format!("read u r < /proc/uptime; echo {what} $u >> /marks/log");
     // exec hook: takes 1 s; the workload logs when SIGTERM comes.
     let hooked = format!(
-        "{}{mount}    lifecycle:\n      preStop:\n        exec:\n          command: [\"/bin/sh\", \"-c\", \"echo hook-start {now} >> /marks/log; sleep 1; echo hook-end {now} >> /marks/log\"]\n",
+        "{}{mount}    lifecycle:\n      preStop:\n        exec:\n          command: [\"/bin/sh\", \"-c\", \"{}; sleep 1; {}\"]\n",
         app(
             "hooked",
             &format!(
-                "trap 'echo term {now} >> /marks/log; exit 0' TERM; while true; do sleep 0.1; done"
+                "trap '{}; exit 0' TERM; while true; do sleep 0.1; done",
+                mark("term")
             )
-        )
+        ),
+        mark("hook-start"),
+        mark("hook-end"),
     );
     // httpGet hook: a server on the pod's localhost records the request.
     let server = format!(
