@@ -235,17 +235,28 @@ fn exec_it_drives_a_pty(img: &Path) -> Outcome {
         .spawn()
         .unwrap();
     drop(slave);
+    let result = drive_shell(&master, &mut child);
+    // Reaped already when it ended; otherwise end it here.
+    let _ = child.kill();
+    let _ = child.wait();
+    result?;
+    // The terminal was given back in its original (cooked) mode.
+    let t = rustix::termios::tcgetattr(&master).unwrap();
+    ensure(
+        t.local_modes.contains(rustix::termios::LocalModes::ICANON),
+        || "the terminal was left in raw mode".into(),
+    )
+}
+
+/// Talks to `sh` in the container through the pty `master` until `exit 3` ends `child`.
+fn drive_shell(master: &OwnedFd, child: &mut std::process::Child) -> Outcome {
     let mut seen = Vec::new();
     let send = |text: &str| rustix::io::write(master.as_fd(), text.as_bytes()).unwrap();
     // An interactive shell on a terminal in the container: size, tty name, arithmetic.
     send("stty size; tty; echo sum=$((6*7))\r");
-    let step = read_until(&master, &mut seen, "sum=42", 20);
+    let step = read_until(master, &mut seen, "sum=42", 20);
     let text = String::from_utf8_lossy(&seen).into_owned();
-    if let Err(e) = step {
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(e);
-    }
+    step?;
     ensure(text.contains("33 101"), || {
         format!("the pty did not start at the caller's size: {text:?}")
     })?;
@@ -257,7 +268,7 @@ fn exec_it_drives_a_pty(img: &Path) -> Outcome {
     std::thread::sleep(Duration::from_millis(500));
     send("\x03");
     send("echo after=$?\r");
-    read_until(&master, &mut seen, "after=130", 10)?;
+    read_until(master, &mut seen, "after=130", 10)?;
     send("exit 3\r");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -265,21 +276,13 @@ fn exec_it_drives_a_pty(img: &Path) -> Outcome {
             break s;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
             return Err("podvisor exec -it did not end after `exit 3`".into());
         }
-        let _ = read_until(&master, &mut seen, "\u{0}never", 0);
         std::thread::sleep(Duration::from_millis(50));
     };
     ensure(status.code() == Some(3), || {
         format!("exit code of exec -it: {status:?}")
-    })?;
-    // The terminal was given back in its original (cooked) mode.
-    let t = rustix::termios::tcgetattr(&master).unwrap();
-    ensure(
-        t.local_modes.contains(rustix::termios::LocalModes::ICANON),
-        || "the terminal was left in raw mode".into(),
-    )
+    })
 }
 
 fn pre_stop_exec_and_http_hooks_run_before_sigterm(img: &Path) -> Outcome {
