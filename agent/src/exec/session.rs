@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -79,12 +80,18 @@ fn refuse(request: tiny_http::Request, r: &Refusal) {
     }
 }
 
+/// A session token: random, and unique in this process even without /dev/urandom.
 fn token() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
     let mut bytes = [0u8; 16];
     if let Ok(mut f) = File::open("/dev/urandom") {
         let _ = f.read_exact(&mut bytes);
     }
-    hex::encode(bytes)
+    format!(
+        "{}-{}",
+        hex::encode(bytes),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn read_request(request: &mut tiny_http::Request) -> Result<ExecRequest, Refusal> {

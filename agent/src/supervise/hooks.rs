@@ -2,8 +2,10 @@
 //! preStop (and postStart). `exec` goes through the runtime's exec like exec probes (the
 //! container's namespaces, cgroup, user, capabilities, seccomp); `httpGet` reuses the
 //! probe engine's HTTP handler, from inside the pod's network namespace unless the pod
-//! uses the host's network. As the kubelet does, an exec hook fails on a non-zero exit and
-//! an httpGet hook on a status outside 200–399 or no answer; both are bounded by `timeout`.
+//! uses the host's network, with `User-Agent: kube-lifecycle/<version>`. As the kubelet
+//! does (`pkg/kubelet/lifecycle/handlers.go`), an exec hook fails on a non-zero exit, and
+//! an httpGet hook only when no response comes (any HTTP status counts as done: the
+//! kubelet discards the response). Both are bounded by `timeout`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -104,11 +106,19 @@ fn run_http(
     };
     let spec =
         probe_spec(&c.name, ProbeKind::Liveness, &probe).map_err(|e| failed(e.to_string()))?;
-    let Handler::HttpGet(get) = spec.handler else {
+    let Handler::HttpGet(mut get) = spec.handler else {
         return Err(failed("not an httpGet handler".into()));
     };
+    if !get
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("user-agent"))
+    {
+        get.headers
+            .push(("User-Agent".into(), format!("kube-lifecycle/{K8S_MINOR}")));
+    }
     let ports = named_ports(c);
-    let prober = HttpProber::new("1.34");
+    let prober = HttpProber::new(K8S_MINOR);
     let get_once = || prober.probe(&get, &target.host, &ports, timeout);
     let outcome = match &target.netns {
         None => get_once(),
@@ -128,8 +138,99 @@ fn run_http(
             }
         }
     };
+    http_hook_verdict(outcome).map_err(failed)
+}
+
+/// The Kubernetes version the hooks' User-Agent names (as the probes' does).
+const K8S_MINOR: &str = "1.34";
+
+/// The probe handler's words for "a response came, with a status outside 200–399".
+const STATUS_FAILURE: &str = "HTTP probe failed with statuscode";
+
+/// The kubelet's verdict on a lifecycle GET from the probe handler's outcome: a response of
+/// any status is success; no response (refused, timed out, bad port) is failure.
+fn http_hook_verdict(outcome: Outcome) -> Result<(), String> {
     match outcome {
         Outcome::Success(_) | Outcome::Warning(_) => Ok(()),
-        Outcome::Failure(m) | Outcome::Error(m) => Err(failed(m)),
+        Outcome::Failure(m) if m.starts_with(STATUS_FAILURE) => Ok(()),
+        Outcome::Failure(m) | Outcome::Error(m) => Err(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+    use super::*;
+
+    /// A one-shot HTTP server on the host's loopback answering `status`; returns its port
+    /// and the request it got.
+    fn serve_once(status: u16) -> (u16, std::thread::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap();
+            let reply =
+                format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            conn.write_all(reply.as_bytes()).unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        (port, t)
+    }
+
+    fn get(port: u16) -> HookHandler {
+        HookHandler::HttpGet(HTTPGetAction {
+            path: Some("/drain".into()),
+            port: IntOrString::Int(i32::from(port)),
+            ..Default::default()
+        })
+    }
+
+    fn target() -> HookTarget {
+        HookTarget {
+            runtime_root: PathBuf::from("/nonexistent"),
+            container_id: "x".into(),
+            netns: None,
+            host: "127.0.0.1".into(),
+        }
+    }
+
+    #[test]
+    fn http_hook_succeeds_on_any_status_as_the_kubelet() {
+        let c = Container::default();
+        for status in [200, 500] {
+            let (port, server) = serve_once(status);
+            let r = run_hook(&c, &get(port), &target(), Duration::from_secs(5));
+            assert_eq!(r, Ok(()), "status {status}");
+            let request = server.join().unwrap();
+            assert!(request.starts_with("GET /drain "), "{request}");
+            assert!(
+                request
+                    .to_ascii_lowercase()
+                    .contains("user-agent: kube-lifecycle/"),
+                "{request}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_hook_fails_without_a_response() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        }; // closed again: connection refused
+        let r = run_hook(
+            &Container::default(),
+            &get(port),
+            &target(),
+            Duration::from_secs(5),
+        );
+        let m = r.unwrap_err();
+        assert!(m.starts_with("HTTP lifecycle hook (/drain)"), "{m}");
     }
 }

@@ -21,6 +21,10 @@ pub const CASES: &[Case] = &[
         pre_stop_exec_and_http_hooks_run_before_sigterm,
     ),
     (
+        "post_start_hook_runs_and_a_failing_one_kills_the_container",
+        post_start_hook_runs_and_a_failing_one_kills_the_container,
+    ),
+    (
         "multi_container_pod_shares_localhost_and_ipc",
         multi_container_pod_shares_localhost_and_ipc,
     ),
@@ -429,4 +433,56 @@ fn multi_container_pod_shares_localhost_and_ipc(img: &Path) -> Outcome {
         "the pod shares the host's IPC namespace".into()
     })?;
     Ok(())
+}
+
+fn post_start_hook_runs_and_a_failing_one_kills_the_container(img: &Path) -> Outcome {
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--backoff-initial",
+            "200ms",
+            "--backoff-max",
+            "400ms",
+        ],
+    );
+    let marks = w.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    w.start_agent();
+    let spec = format!(
+        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+        marks.display()
+    );
+    let ok = format!(
+        "{}    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n    lifecycle:\n      postStart:\n        exec:\n          command: [\"/bin/sh\", \"-c\", \"echo warmed-up > /marks/post-start\"]\n",
+        app("ok", STEADY)
+    );
+    let bad = format!(
+        "{}    lifecycle:\n      postStart:\n        exec:\n          command: [\"/bin/sh\", \"-c\", \"echo cannot warm up; exit 1\"]\n",
+        app("bad", STEADY)
+    );
+    w.write_manifest("post.yaml", &pod_yaml("post", &spec, &format!("{ok}{bad}")));
+    let pod = wait_for("bad restarted twice", 30, || {
+        w.pod("post-e2e").filter(|p| {
+            container(p, "containerStatuses", "bad")
+                .and_then(|c| c["restartCount"].as_u64())
+                .is_some_and(|n| n >= 2)
+        })
+    })?;
+    let ok_status = container(&pod, "containerStatuses", "ok").unwrap();
+    ensure(
+        ok_status["restartCount"] == 0 && ok_status["state"]["running"].is_object(),
+        || format!("the container with a good hook: {ok_status}"),
+    )?;
+    let mark = std::fs::read_to_string(marks.join("post-start")).unwrap_or_default();
+    ensure(mark == "warmed-up\n", || {
+        format!("postStart did not run in the container: {mark:?}")
+    })?;
+    let events = w.cli(&["events"])?;
+    ensure(
+        events
+            .lines()
+            .any(|l| l.contains("FailedPostStartHook") && l.contains("cannot warm up")),
+        || format!("no FailedPostStartHook event:\n{events}"),
+    )
 }

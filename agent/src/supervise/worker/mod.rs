@@ -32,6 +32,7 @@ use crate::api::store::{PodEntry, StatusStore};
 use crate::logs::file::PodLogDir;
 
 mod config;
+mod post_start;
 mod stop;
 
 /// The pause before retrying actions that just failed the same way.
@@ -541,6 +542,7 @@ impl Worker {
                 if is_app && let Some(begun) = self.begun.take() {
                     self.store.observe_start_latency(begun.elapsed());
                 }
+                self.run_post_start(shim, &spec, &id);
             }
             Err(e) => {
                 let message = e.to_string();

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::{Event, Worker};
 use crate::supervise::events::EventType;
-use crate::supervise::hooks::{HookHandler, HookTarget, run_hook};
+use crate::supervise::hooks::{HookHandler, run_hook};
 use crate::supervise::podplan::{apply_stopped, containers};
 use crate::supervise::record::Termination;
 use crate::supervise::shim::handle::{PodShim, StopOutcome, StopTarget};
@@ -71,12 +71,6 @@ impl Worker {
         grace: std::time::Duration,
     ) -> std::time::Duration {
         let t0 = Instant::now();
-        let host_network = self
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.host_network)
-            .unwrap_or(false);
         let mut jobs = Vec::new();
         for t in targets {
             let Some(record) = self
@@ -97,14 +91,7 @@ impl Worker {
             let Some(hook) = pre_stop(&spec) else {
                 continue;
             };
-            let target = HookTarget {
-                runtime_root: self.config.runtime_root.clone(),
-                container_id: record.container_id.clone().unwrap_or_default(),
-                netns: (!host_network)
-                    .then(|| self.namespaces.get("network").cloned())
-                    .flatten(),
-                host: "127.0.0.1".into(),
-            };
+            let target = self.hook_target(record.container_id.as_deref());
             jobs.push((spec, hook, target));
         }
         let failures: Vec<(String, String)> = std::thread::scope(|s| {
