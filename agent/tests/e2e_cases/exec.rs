@@ -162,6 +162,17 @@ fn exec_runs_commands_in_containers(img: &Path) -> Outcome {
     ensure(code == 1 && err.contains("not running"), || {
         format!("exited container: code {code} err {err:?}")
     })?;
+    // A new agent (after kill -9) re-adopts the pod and can exec into it.
+    w.kill9_agent();
+    w.start_agent();
+    running_pod(&w, "ex-e2e", &["a", "b"])?;
+    let (code, out, err) = wait_for("exec after re-adoption", 20, || {
+        Some(exec(&w, &["ex-e2e", "-c", "b", "--", "echo", "again"], b"")).filter(|r| r.0 == 0)
+    })
+    .unwrap_or_else(|_| exec(&w, &["ex-e2e", "-c", "b", "--", "echo", "again"], b""));
+    ensure(code == 0 && out == "again\n", || {
+        format!("exec after re-adoption: code {code} out {out:?} err {err:?}")
+    })?;
     w.stop_agent();
     let (code, _, err) = exec(&w, &["ex-e2e", "--", "true"], b"");
     ensure(code == 1 && err.contains("agent is not running"), || {
