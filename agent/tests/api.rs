@@ -440,3 +440,84 @@ fn logs_follow_streams_lines_and_ends_when_the_container_stops() {
     assert_eq!(text, want);
     server.stop();
 }
+
+/// `exec` refusals over the real API: each answered before any process runs, with the
+/// HTTP status the wire format documents and a message the CLI prints.
+#[test]
+fn exec_refusals_name_the_problem() {
+    use podvisor::cli::client::Upgrade;
+    use podvisor::exec::wire::OUTPUT_PROTOCOL;
+    let tmp = tempfile::tempdir().unwrap();
+    let store = StatusStore::new();
+    let mut recs = records(false);
+    let now = SystemTime::now();
+    recs[1].started(12, now, Some("podvisor://gone-side-0".into()));
+    store.upsert_pod(web_pod(&recs, tmp.path()));
+    let server = ApiServer::start_with_runtime(
+        &tmp.path().join("agent.sock"),
+        store.clone(),
+        Some(tmp.path().join("runtime")),
+    )
+    .unwrap();
+    let client = ApiClient::new(tmp.path());
+    let ask = |pod: &str, body: &str| match client
+        .post_upgrade(
+            &format!("/pods/{pod}/exec"),
+            OUTPUT_PROTOCOL,
+            body.as_bytes(),
+        )
+        .unwrap()
+    {
+        Upgrade::Refused { status, body } => (status, body["error"].as_str().unwrap().to_string()),
+        Upgrade::Switched { .. } => panic!("exec into {pod} was not refused"),
+    };
+    let cases = [
+        ("nope", r#"{"command":["true"]}"#, 404, "not found"),
+        (
+            "web-n1",
+            r#"{"command":["true"],"container":"x"}"#,
+            400,
+            "choose one of: [app side]",
+        ),
+        (
+            "web-n1",
+            r#"{"command":["true"]}"#,
+            409,
+            "app in pod web-n1 is not running",
+        ),
+        (
+            "web-n1",
+            r#"{"command":["true"],"container":"side"}"#,
+            409,
+            "is not running",
+        ),
+        (
+            "web-n1",
+            r#"{"command":[],"container":"side"}"#,
+            400,
+            "needs a command",
+        ),
+        ("web-n1", "not json", 400, "exec request"),
+    ];
+    for (pod, body, want_status, want) in cases {
+        let (status, msg) = ask(pod, body);
+        assert_eq!(status, want_status, "{pod} {body}: {msg}");
+        assert!(msg.contains(want), "{pod} {body}: {msg}");
+    }
+    // The CLI turns a refusal into an error carrying the agent's message.
+    let args = podvisor::cli::exec::ExecArgs {
+        pod: "web-n1".into(),
+        container: None,
+        stdin: false,
+        tty: false,
+        command: vec!["true".into()],
+    };
+    let err = podvisor::cli::exec::run(&args, tmp.path(), &mut Vec::new()).unwrap_err();
+    assert!(err.to_string().contains("not running"), "{err}");
+    server.stop();
+    // A server without a runtime root has no exec.
+    let plain = ApiServer::start(&tmp.path().join("agent.sock"), store).unwrap();
+    let (status, msg) = ask("web-n1", r#"{"command":["true"]}"#);
+    assert_eq!(status, 501, "{msg}");
+    plain.stop();
+}
