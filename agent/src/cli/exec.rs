@@ -98,22 +98,29 @@ pub fn run(args: &ExecArgs, state: &Path, out: &mut dyn Write) -> Result<i32> {
         }
     };
     let _raw = if tty { Some(RawMode::enter()?) } else { None };
-    if args.stdin {
-        let token = headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(SESSION_HEADER))
-            .map(|(_, v)| v.clone())
-            .context("the agent sent no exec session")?;
-        let input =
-            match client.post_upgrade(&format!("/exec/{token}/stdin"), INPUT_PROTOCOL, b"")? {
-                Upgrade::Switched { writer, .. } => Arc::new(Mutex::new(writer)),
-                Upgrade::Refused { status, body } => bail!("exec input refused ({status}): {body}"),
-            };
-        spawn_stdin(input.clone())?;
-        if tty {
-            spawn_resizer(input)?;
+    // The input connection, opened even without -i: the agent kills the command when it
+    // closes before the exit (this process was interrupted or killed).
+    let token = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(SESSION_HEADER))
+        .map(|(_, v)| v.clone())
+        .context("the agent sent no exec session")?;
+    let _input = match client.post_upgrade(&format!("/exec/{token}/stdin"), INPUT_PROTOCOL, b"")? {
+        Upgrade::Switched { writer, .. } => {
+            let input = Arc::new(Mutex::new(writer));
+            if args.stdin {
+                spawn_stdin(input.clone())?;
+            }
+            if tty {
+                spawn_resizer(input.clone())?;
+            }
+            Some(input)
         }
-    }
+        // The command already ended (its output and exit are waiting on the output
+        // connection): there is nothing to feed.
+        Upgrade::Refused { status: 404, .. } => None,
+        Upgrade::Refused { status, body } => bail!("exec input refused ({status}): {body}"),
+    };
     let mut stderr = std::io::stderr();
     loop {
         let Some((kind, payload)) = read_frame(&mut reader).context("read exec output")? else {
@@ -144,8 +151,8 @@ fn send(input: &Mutex<UnixStream>, kind: Kind, payload: &[u8]) -> std::io::Resul
     write_frame(&mut *w, kind, payload)
 }
 
-/// Copies stdin to STDIN frames, then sends end of input. The connection stays open (held
-/// by the `Arc`) until the process exits.
+/// Copies stdin to STDIN frames, then sends end of input. The connection stays open (the
+/// caller holds it) until the command exits.
 fn spawn_stdin(input: Arc<Mutex<UnixStream>>) -> Result<()> {
     std::thread::Builder::new()
         .name("exec-stdin".into())
@@ -165,8 +172,6 @@ fn spawn_stdin(input: Arc<Mutex<UnixStream>>) -> Result<()> {
                 }
             }
             let _ = send(&input, Kind::Stdin, b"");
-            // Keep the input connection open: closing it before the exit means "gone".
-            std::mem::forget(input);
         })
         .context("spawn the stdin thread")?;
     Ok(())

@@ -172,17 +172,13 @@ pub fn serve_exec(
             }
         },
     };
-    if req.stdin || req.tty {
-        sessions.insert(
-            token.clone(),
-            Pending {
-                input,
-                pidfd: pidfd.clone(),
-            },
-        );
-    } else {
-        drop(input);
-    }
+    sessions.insert(
+        token.clone(),
+        Pending {
+            input,
+            pidfd: pidfd.clone(),
+        },
+    );
     let mut response = tiny_http::Response::empty(101);
     if let Ok(h) = tiny_http::Header::from_bytes(SESSION_HEADER.as_bytes(), token.as_bytes()) {
         response.add_header(h);

@@ -19,9 +19,11 @@
 //!    once it runs: 101 Switching Protocols, `X-Podvisor-Exec-Session: <token>`, then
 //!             agent → client frames: STDOUT, STDERR, and last EXIT (or ERROR); then close.
 //! 2. input    POST /exec/<token>/stdin       Connection: Upgrade, Upgrade: podvisor-exec-stdin
-//!             (only when the request asked for stdin or a tty)
-//!             101, then client → agent frames: STDIN (an empty STDIN frame is end of
-//!             input: the process's stdin is closed) and RESIZE (tty only).
+//!             101, then client → agent frames: STDIN (only if the request asked for stdin;
+//!             an empty STDIN frame is end of input: the process's stdin is closed, a
+//!             terminal gets its EOF character) and RESIZE (tty only). The client keeps it
+//!             open until the EXIT frame, even without stdin: its close tells the agent
+//!             the client is gone. 404 once the command has ended (nothing to feed).
 //! ```
 //!
 //! A frame is `kind: u8`, `length: u32` big-endian, then `length` bytes of payload (at most
@@ -29,8 +31,8 @@
 //! RESIZE `rows: u16, cols: u16` big-endian; ERROR a UTF-8 message. With a tty the process's
 //! output all comes as STDOUT (a terminal merges the streams). The pty starts with
 //! `rows`/`cols` of the request. If the client goes away while the process runs (its
-//! input connection closes without an end-of-input frame, or a write of output fails)
-//! the agent kills the process with SIGKILL.
+//! input connection closes, or a write of output fails) the agent kills the process with
+//! SIGKILL.
 
 use std::io::{self, Read, Write};
 
@@ -83,7 +85,7 @@ pub struct ExecRequest {
     pub container: Option<String>,
     /// The command and its arguments (no shell is implied).
     pub command: Vec<String>,
-    /// An input connection will follow.
+    /// The process gets a stdin pipe fed by the input connection (else /dev/null).
     #[serde(default)]
     pub stdin: bool,
     /// Run the command on a new pty in the container.

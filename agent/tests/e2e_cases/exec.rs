@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BIN, Case, Outcome, STEADY, World, app, container, ensure, phase, pod_yaml, wait_for};
+use super::{
+    BIN, Case, Outcome, STEADY, World, app, container, ensure, phase, pod_yaml, processes_with,
+    wait_for,
+};
 
 /// The cases of this file.
 pub const CASES: &[Case] = &[
@@ -161,6 +164,33 @@ fn exec_runs_commands_in_containers(img: &Path) -> Outcome {
     let (code, _, err) = exec(&w, &["done-e2e", "--", "true"], b"");
     ensure(code == 1 && err.contains("not running"), || {
         format!("exited container: code {code} err {err:?}")
+    })?;
+    // A client that goes away takes its command with it.
+    let mut cli = Command::new(BIN)
+        .arg("--state")
+        .arg(w.path("state"))
+        .args(["exec", "ex-e2e", "--", "sleep", "1234"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Exactly `sleep 1234`, not the CLI whose arguments contain it.
+    let sleepers = || {
+        processes_with("sleep 1234")
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c == b"sleep\x001234\x00")
+            })
+            .count()
+    };
+    let started = wait_for("sleep 1234 in the container", 10, || {
+        (sleepers() == 1).then_some(())
+    });
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    started?;
+    wait_for("sleep 1234 killed with its client", 10, || {
+        (sleepers() == 0).then_some(())
     })?;
     // A new agent (after kill -9) re-adopts the pod and can exec into it.
     w.kill9_agent();
