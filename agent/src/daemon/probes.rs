@@ -181,8 +181,21 @@ impl PodProbes {
 }
 
 /// What a report means for the pod's worker (`None`: an event only, or the engine's own
-/// scheduling).
+/// scheduling): a verdict bound to the run it is about, so the worker drops it if that run
+/// has ended (a readiness result of a previous run never applies to the next one).
 pub fn update_of(report: &ProbeReport) -> Option<ProbeUpdate> {
+    let update = plain_update(report)?;
+    Some(if report.container_id.is_empty() {
+        update
+    } else {
+        ProbeUpdate::ForRun {
+            run: report.container_id.clone(),
+            update: Box::new(update),
+        }
+    })
+}
+
+fn plain_update(report: &ProbeReport) -> Option<ProbeUpdate> {
     match &report.action {
         ProbeAction::StartedChanged(b) => Some(ProbeUpdate::Started(*b)),
         ProbeAction::ReadyChanged(b) => Some(ProbeUpdate::Ready(*b)),
@@ -209,8 +222,24 @@ mod tests {
                 pod_uid: "u".into(),
                 container: "c".into(),
             },
+            container_id: String::new(),
             action,
         }
+    }
+
+    #[test]
+    fn verdicts_are_bound_to_the_run_they_are_about() {
+        let mut r = report(ProbeAction::ReadyChanged(true));
+        r.container_id = "podvisor://u-c-1".into();
+        assert_eq!(
+            update_of(&r),
+            Some(ProbeUpdate::ForRun {
+                run: "podvisor://u-c-1".into(),
+                update: Box::new(ProbeUpdate::Ready(true)),
+            })
+        );
+        r.action = ProbeAction::RunNow(crate::probe::spec::ProbeKind::Readiness);
+        assert_eq!(update_of(&r), None);
     }
 
     #[test]

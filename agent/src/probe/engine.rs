@@ -46,6 +46,9 @@ pub struct ContainerKey {
 pub struct ProbeReport {
     /// Which container.
     pub key: ContainerKey,
+    /// The run of the container the action is about (the id given to
+    /// [`Engine::container_running`]; empty before the first run).
+    pub container_id: String,
     /// What to do or record.
     pub action: ProbeAction,
 }
@@ -415,7 +418,10 @@ impl Scheduler {
     }
 
     fn apply(&mut self, id: u64, actions: Vec<ProbeAction>) {
-        let Some(key) = self.entries.get(&id).map(|e| e.key.clone()) else {
+        let Some((key, container_id)) = self.entries.get(&id).map(|e| {
+            let run = e.probes.container_id().unwrap_or_default().to_owned();
+            (e.key.clone(), run)
+        }) else {
             return;
         };
         for action in actions {
@@ -425,6 +431,7 @@ impl Scheduler {
             }
             let _ = self.reports.send(ProbeReport {
                 key: key.clone(),
+                container_id: container_id.clone(),
                 action,
             });
         }

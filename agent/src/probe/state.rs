@@ -226,8 +226,10 @@ impl ContainerProbes {
             }
     }
 
-    /// The supervisor saw container `id` running since `started_at`. A new id resets every
-    /// probe to its initial value and lifts any hold; the same id changes nothing.
+    /// The supervisor saw container `id` running since `started_at`. A new run (a new id,
+    /// or the same id reported running again after an exit) resets every probe to its
+    /// initial value, clears the consecutive-result counters and lifts any hold, as the
+    /// kubelet's worker does for a new container ID; the run already known changes nothing.
     pub fn container_running(&mut self, id: &str, started_at: Instant) -> Vec<ProbeAction> {
         let before = self.derived();
         if self
@@ -237,13 +239,12 @@ impl ContainerProbes {
         {
             return Vec::new();
         }
-        let same = self.instance.as_ref().is_some_and(|i| i.id == id);
         self.instance = Some(Instance {
             id: id.to_owned(),
             started_at,
             running: true,
         });
-        if !same {
+        {
             for kind in ProbeKind::ALL {
                 if let Some(w) = &mut self.workers[slot(kind)] {
                     w.result = initial_value(kind);

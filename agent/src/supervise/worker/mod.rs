@@ -381,14 +381,16 @@ impl Worker {
 
     /// Applies a prober's verdict.
     fn probe_update(&mut self, shim: &mut PodShim, container: &str, update: ProbeUpdate) {
-        let running = self
+        let current = self
             .state
             .containers
             .iter()
-            .any(|r| r.name == container && r.running.is_some());
-        if !running {
-            return; // a late verdict about a run that already ended
-        }
+            .find(|r| r.name == container && r.running.is_some())
+            .map(|r| r.container_id.as_deref().unwrap_or_default());
+        // A late verdict about a run that already ended (or about an earlier run) is dropped.
+        let Some(update) = update.for_current(current) else {
+            return;
+        };
         let view = self.probes.entry(container.to_string()).or_default();
         match update {
             ProbeUpdate::Started(b) => view.started = b,
@@ -396,6 +398,7 @@ impl Worker {
             ProbeUpdate::Restart { grace, message } => {
                 self.kill_for_restart(shim, container, grace, message)
             }
+            ProbeUpdate::ForRun { .. } => {} // unwrapped by for_current
         }
     }
 
