@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::pool::{Done, Job, Pool};
 use super::runner::{ProbeRunner, ProbeTarget};
-use super::spec::ProbeKind;
+use super::spec::{Handler, ProbeKind};
 use super::state::{ContainerProbes, Gate, ProbeAction};
 
 /// Identifies a container to the engine.
@@ -183,8 +183,23 @@ struct Entry {
     key: ContainerKey,
     probes: ContainerProbes,
     target: Arc<ProbeTarget>,
+    /// Each probe's handler, shared with the jobs that run it.
+    handlers: [Option<Arc<Handler>>; 3],
+    /// The current run's id, shared with the jobs probing it.
+    run: Option<Arc<str>>,
     next_due: [Option<Instant>; 3],
     in_flight: [bool; 3],
+}
+
+impl Entry {
+    /// The run's id as jobs carry it, refreshed when the run changes.
+    fn run(&mut self) -> Option<Arc<str>> {
+        let current = self.probes.container_id()?;
+        if self.run.as_deref() != Some(current) {
+            self.run = Some(Arc::from(current));
+        }
+        self.run.clone()
+    }
 }
 
 fn slot(kind: ProbeKind) -> usize {
@@ -233,6 +248,9 @@ impl Scheduler {
             self.collect_done();
             let now = Instant::now();
             self.dispatch_due(now);
+            if self.in_flight > 0 {
+                self.pool.wake_for_stale(now);
+            }
             let mut wait = self
                 .heap
                 .peek()
@@ -317,10 +335,16 @@ impl Scheduler {
             self.entries.remove(&old);
         }
         let now = Instant::now();
+        let mut handlers: [Option<Arc<Handler>>; 3] = [None, None, None];
+        for kind in ProbeKind::ALL {
+            handlers[slot(kind)] = probes.spec(kind).map(|s| Arc::new(s.handler.clone()));
+        }
         let mut entry = Entry {
             key,
             probes,
             target: Arc::new(target),
+            handlers,
+            run: None,
             next_due: [None; 3],
             in_flight: [false; 3],
         };
@@ -380,19 +404,21 @@ impl Scheduler {
             while next <= now {
                 next += period; // fell behind: skip missed ticks, like a Go ticker
             }
+            let timeout = spec.timeout();
             if e.in_flight[slot(kind)] {
                 self.stats.skipped_busy += 1;
-            } else if let (Gate::Run, Some(container_id)) =
-                (e.probes.gate(kind, now), e.probes.container_id())
+            } else if e.probes.gate(kind, now) == Gate::Run
+                && let (Some(container_id), Some(handler)) =
+                    (e.run(), e.handlers[slot(kind)].clone())
             {
                 e.in_flight[slot(kind)] = true;
                 batch.push(Job {
                     id,
                     kind,
-                    container_id: container_id.to_owned(),
-                    handler: spec.handler.clone(),
+                    container_id,
+                    handler,
                     target: e.target.clone(),
-                    timeout: spec.timeout(),
+                    timeout,
                     due,
                 });
             }
