@@ -1023,6 +1023,67 @@ fn after_cycle_and_unknown_name_are_errors_other_pods_run(img: &Path) -> Outcome
     )
 }
 
+fn http_probes_enter_the_pod_netns_and_resume_after_agent_restart(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let marks = w.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    w.start_agent();
+    // A pod without hostNetwork: its probes must run in its network namespace, where
+    // 127.0.0.1:8080 is busybox httpd (the container brings its own `lo` up: podvisor does
+    // not yet). /healthz (readiness) goes away when the test creates marks/sick; /live
+    // (liveness) stays.
+    let volume = format!(
+        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+        marks.display()
+    );
+    let script = "ip link set lo up; mkdir -p /www; echo ok > /www/healthz; echo ok > /www/live; \
+                  httpd -p 127.0.0.1:8080 -h /www; trap 'exit 0' TERM; \
+                  while true; do [ -e /marks/sick ] && rm -f /www/healthz; sleep 0.2; done";
+    let probe = |kind: &str, path: &str| {
+        format!(
+            "    {kind}:\n      httpGet: {{path: {path}, port: 8080}}\n      periodSeconds: 1\n      failureThreshold: 2\n"
+        )
+    };
+    let c = format!(
+        "{}    securityContext: {{capabilities: {{add: [NET_ADMIN]}}}}\n    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n{}{}",
+        app("web", script),
+        probe("readinessProbe", "/healthz"),
+        probe("livenessProbe", "/live"),
+    );
+    w.write_manifest("web.yaml", &pod_yaml("netweb", &volume, &c));
+    let ready = |w: &World| {
+        w.pod("netweb-e2e")
+            .and_then(|p| container(&p, "containerStatuses", "web").cloned())
+    };
+    wait_for("netweb-e2e ready through its httpGet probe", 30, || {
+        ready(&w).filter(|c| c["ready"] == true)
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    let c = ready(&w).ok_or("netweb-e2e vanished")?;
+    ensure(c["ready"] == true && c["restartCount"] == 0, || {
+        format!("liveness or readiness failed in the pod's netns: {c}")
+    })?;
+    // Agent restart: the run is re-adopted ready, and its probes run again.
+    w.kill9_agent();
+    w.start_agent();
+    let adopted = wait_for("netweb-e2e re-adopted", 30, || {
+        ready(&w).filter(|c| c["state"]["running"].is_object())
+    })?;
+    ensure(adopted["ready"] == true, || {
+        format!("the re-adopted run is not shown ready: {adopted}")
+    })?;
+    std::fs::write(marks.join("sick"), "").unwrap();
+    wait_for(
+        "netweb-e2e unready after its endpoint goes away",
+        20,
+        || ready(&w).filter(|c| c["ready"] == false),
+    )?;
+    let c = ready(&w).ok_or("netweb-e2e vanished")?;
+    ensure(c["restartCount"] == 0, || {
+        format!("liveness of the re-adopted run failed: {c}")
+    })
+}
+
 fn host_path_and_cgroup_problems_wait_then_retry(img: &Path) -> Outcome {
     let waiting = |w: &World, name: &str| {
         w.pod(name).and_then(|p| {
@@ -1172,6 +1233,10 @@ fn main() {
         (
             "probes_readiness_and_liveness_restart",
             probes_readiness_and_liveness_restart,
+        ),
+        (
+            "http_probes_enter_the_pod_netns_and_resume_after_agent_restart",
+            http_probes_enter_the_pod_netns_and_resume_after_agent_restart,
         ),
         (
             "after_starts_the_second_pod_once_the_first_is_ready",

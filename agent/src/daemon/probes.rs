@@ -123,8 +123,37 @@ impl PodProbes {
         container_id: &str,
         namespaces: &BTreeMap<String, PathBuf>,
     ) {
+        if let Some(key) = self.add(pod, c, namespaces) {
+            self.engine
+                .container_running(key, container_id, Instant::now());
+        }
+    }
+
+    /// A run found already running (re-adoption): probe it again, starting from started and
+    /// ready (what it was before, as far as anyone knows) rather than from the initial
+    /// values of a new run.
+    pub fn adopted(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        container_id: &str,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) {
+        if let Some(key) = self.add(pod, c, namespaces) {
+            self.engine
+                .container_adopted(key, container_id, Instant::now());
+        }
+    }
+
+    /// Registers the container's probes with the engine; `None` if it has none.
+    fn add(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) -> Option<ContainerKey> {
         if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
-            return;
+            return None;
         }
         let grace = pod
             .spec
@@ -135,7 +164,7 @@ impl PodProbes {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(container = %c.name, error = %e, "probes not started");
-                return;
+                return None;
             }
         };
         let ports = c
@@ -160,8 +189,7 @@ impl PodProbes {
         };
         let key = self.key(c);
         self.engine.add(key.clone(), probes, target);
-        self.engine
-            .container_running(key, container_id, Instant::now());
+        Some(key)
     }
 
     /// A container run ended: its probes stop until the next run.

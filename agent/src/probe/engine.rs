@@ -98,6 +98,7 @@ enum Command {
         key: ContainerKey,
         container_id: String,
         started_at: Instant,
+        adopted: bool,
     },
     Exited {
         key: ContainerKey,
@@ -152,6 +153,19 @@ impl Engine {
             key,
             container_id: container_id.to_owned(),
             started_at,
+            adopted: false,
+        });
+    }
+
+    /// The container was found running as `container_id` (re-adoption): like
+    /// [`Engine::container_running`], but the run starts started and ready
+    /// ([`ContainerProbes::container_adopted`]).
+    pub fn container_adopted(&self, key: ContainerKey, container_id: &str, started_at: Instant) {
+        let _ = self.tx.send(Command::Running {
+            key,
+            container_id: container_id.to_owned(),
+            started_at,
+            adopted: true,
         });
     }
 
@@ -303,8 +317,15 @@ impl Scheduler {
                 key,
                 container_id,
                 started_at,
+                adopted,
             } => {
-                self.update(&key, |p| p.container_running(&container_id, started_at));
+                self.update(&key, |p| {
+                    if adopted {
+                        p.container_adopted(&container_id, started_at)
+                    } else {
+                        p.container_running(&container_id, started_at)
+                    }
+                });
             }
             Command::Exited { key } => self.update(&key, ContainerProbes::container_exited),
             Command::Stats(reply) => {

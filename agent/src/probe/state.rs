@@ -257,6 +257,34 @@ impl ContainerProbes {
         self.changes_since(before)
     }
 
+    /// Container `id` was found running by a supervisor that just (re)started (it adopts
+    /// runs started before it). Like a new run, except that readiness and startup start as
+    /// Success: the run was presumably started and ready before, and saying otherwise until
+    /// the first probe would flap every pod NotReady on each agent restart (the kubelet keeps
+    /// readiness across its own restarts the same way). The first failures past the
+    /// thresholds correct it. Reports no change for the supervisor, whose view of an adopted
+    /// run is started and ready.
+    pub fn container_adopted(&mut self, id: &str, started_at: Instant) -> Vec<ProbeAction> {
+        let actions = self.container_running(id, started_at);
+        for kind in [ProbeKind::Readiness, ProbeKind::Startup] {
+            if let Some(w) = &mut self.workers[slot(kind)] {
+                w.result = Some(ProbeResult::Success);
+            }
+        }
+        // Nothing to report: the supervisor already shows the adopted run started and ready.
+        actions
+            .into_iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    ProbeAction::StartedChanged(_)
+                        | ProbeAction::ReadyChanged(_)
+                        | ProbeAction::RunNow(_)
+                )
+            })
+            .collect()
+    }
+
     /// The container exited: every configured probe reads Failure (as the kubelet's worker
     /// sets for a non-running container), so it is neither started nor ready.
     pub fn container_exited(&mut self) -> Vec<ProbeAction> {

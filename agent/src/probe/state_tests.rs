@@ -470,3 +470,32 @@ fn a_new_run_resets_readiness_counters_and_ignores_results_of_the_old_run() {
         }
     }
 }
+
+#[test]
+fn an_adopted_run_starts_started_and_ready_until_its_probes_fail() {
+    let t0 = Instant::now();
+    let mut p = ContainerProbes::new(
+        "app",
+        30,
+        Some(spec(0, 1, 2)),
+        Some(spec(0, 1, 2)),
+        Some(spec(0, 1, 3)),
+    );
+    assert_eq!(p.container_adopted("c1", t0), vec![]);
+    assert!(p.started() && p.ready());
+    // Startup is done for an adopted run; liveness and readiness run at once.
+    assert_eq!(
+        p.gate(ProbeKind::Startup, t0),
+        Gate::Skip(Skip::StartupDone)
+    );
+    assert_eq!(p.gate(ProbeKind::Readiness, t0), Gate::Run);
+    assert_eq!(p.gate(ProbeKind::Liveness, t0), Gate::Run);
+    assert_eq!(p.record(ProbeKind::Readiness, "c1", &fail()).len(), 1); // the event only
+    assert!(p.ready());
+    let actions = p.record(ProbeKind::Readiness, "c1", &fail());
+    assert!(actions.contains(&ProbeAction::ReadyChanged(false)));
+    assert!(!p.ready());
+    // A later new run is a new run: not ready until its own probe passes.
+    p.container_running("c2", t0);
+    assert!(!p.started());
+}

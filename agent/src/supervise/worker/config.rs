@@ -45,6 +45,11 @@ pub trait BundleMaker: Send {
     /// Called when a container run started (the integration starts its probes here).
     fn on_started(&mut self, _pod: &Pod, _container: &Container, _pid: i32, _container_id: &str) {}
 
+    /// Called when the worker re-adopts a run that was already running (an agent restart or
+    /// a lost shim): the integration resumes its probes here, trusting the run's earlier
+    /// readiness until a probe says otherwise (as the kubelet does after its restart).
+    fn on_adopted(&mut self, _pod: &Pod, _container: &Container, _pid: i32, _container_id: &str) {}
+
     /// Called when a container run ended (the integration stops its probes here).
     fn on_exited(&mut self, _pod: &Pod, _container: &Container) {}
 }

@@ -352,6 +352,32 @@ impl Worker {
                     format!("container {c} was lost"),
                 );
             }
+            self.resume_probes();
+        }
+    }
+
+    /// Probes of the runs found running (their view stays started and ready until a probe
+    /// of the resumed prober says otherwise).
+    fn resume_probes(&mut self) {
+        let running: Vec<(String, i32, String)> = self
+            .state
+            .containers
+            .iter()
+            .filter_map(|r| {
+                let run = r.running.as_ref()?;
+                Some((r.name.clone(), run.pid, r.container_id.clone()?))
+            })
+            .collect();
+        for (name, pid, id) in running {
+            if let Some((spec, _)) = containers(&self.pod)
+                .into_iter()
+                .find(|(c, _)| c.name == name)
+            {
+                let spec = spec.clone();
+                // The resumed prober starts from started and ready; so does this view.
+                self.probes.remove(&name);
+                self.maker.on_adopted(&self.pod, &spec, pid, &id);
+            }
         }
     }
 
