@@ -88,6 +88,26 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
     out
 }
 
+/// Context switches (voluntary + involuntary) summed over this process's live threads: each
+/// wake-up of a sleeping worker is one, so this counts what the pool's wake policy costs.
+fn context_switches() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    let mut total = 0;
+    for task in dir.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    total
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -169,8 +189,10 @@ fn run_engine(ports: &[u16], window: Duration, workers: usize) -> anyhow::Result
     engine.take_stats();
     let cpu0 = cpu_time()?;
     let threads0 = cpu_by_thread();
+    let switches0 = context_switches();
     std::thread::sleep(window);
     let cpu = cpu_time()? - cpu0;
+    let switches = context_switches().saturating_sub(switches0);
     let threads1 = cpu_by_thread();
     let breakdown: Vec<String> = threads1
         .iter()
@@ -186,6 +208,10 @@ fn run_engine(ports: &[u16], window: Duration, workers: usize) -> anyhow::Result
         breakdown.join(", ")
     );
     let stats = engine.take_stats();
+    println!(
+        "engine context switches over the window: {switches} ({:.2} per probe run)",
+        switches as f64 / stats.start_delays.len().max(1) as f64
+    );
     drop(engine);
     Ok(figures(stats.start_delays, cpu, window))
 }

@@ -808,6 +808,284 @@ fn probes_readiness_and_liveness_restart(img: &Path) -> Outcome {
     })
 }
 
+/// A pod manifest with `podvisor.io/after: <after>`.
+fn pod_yaml_after(name: &str, after: &str, extra_spec: &str, containers: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  annotations:\n    podvisor.io/after: {}\nspec:\n  terminationGracePeriodSeconds: 3\n{extra_spec}  containers:\n{containers}",
+        serde_json::to_string(after).unwrap()
+    )
+}
+
+fn is_ready(pod: &Value) -> bool {
+    ready_condition(pod).is_some_and(|c| c["status"] == "True")
+}
+
+fn ready_condition(pod: &Value) -> Option<&Value> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+}
+
+/// The waiting (reason, message) of container `c` of `pod`, if it is waiting.
+fn waiting_of(pod: &Value, c: &str) -> Option<(String, String)> {
+    let w = &container(pod, "containerStatuses", c)?["state"]["waiting"];
+    Some((
+        w["reason"].as_str()?.to_string(),
+        w["message"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+fn uptime_marks(path: &Path) -> Vec<f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+fn after_starts_the_second_pod_once_the_first_is_ready(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let marks = w.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    w.start_agent();
+    let volume = format!(
+        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+        marks.display()
+    );
+    let mount = "    volumeMounts:\n    - {name: marks, mountPath: /marks}\n";
+    // `db` turns Ready only once its exec readiness probe finds /tmp/ready, 3 s after it
+    // starts; it notes the host's uptime (one clock for both pods) when it creates it.
+    let db = format!(
+        "{}{mount}    readinessProbe:\n      exec: {{command: [\"test\", \"-f\", \"/tmp/ready\"]}}\n      periodSeconds: 1\n      failureThreshold: 1\n",
+        app(
+            "db",
+            "sleep 3; cut -d' ' -f1 /proc/uptime > /marks/db-ready; touch /tmp/ready; trap 'exit 0' TERM; while true; do sleep 0.2; done"
+        )
+    );
+    let api = format!(
+        "{}{mount}",
+        app(
+            "api",
+            &format!("cut -d' ' -f1 /proc/uptime > /marks/api-started; {STEADY}")
+        )
+    );
+    // The dependent first, so it is seen before its dependency exists.
+    w.write_manifest("api.yaml", &pod_yaml_after("api", "db", &volume, &api));
+    w.write_manifest("db.yaml", &pod_yaml("db", &volume, &db));
+    let (reason, message) = wait_for(
+        "api-e2e WaitingForDependency while db-e2e runs unready",
+        30,
+        || {
+            let db = w.pod("db-e2e")?;
+            let running =
+                container(&db, "containerStatuses", "db")?["state"]["running"].is_object();
+            let api = w.pod("api-e2e")?;
+            (running && !is_ready(&db)).then_some(())?;
+            waiting_of(&api, "api")
+        },
+    )?;
+    ensure(reason == "WaitingForDependency", || {
+        format!("api-e2e waits with {reason:?} ({message:?})")
+    })?;
+    ensure(message == "waiting for pods db to be Ready", || {
+        format!("the waiting message does not name db: {message:?}")
+    })?;
+    let ps = w.cli(&["ps"])?;
+    ensure(
+        ps.lines()
+            .any(|l| l.starts_with("api-e2e") && l.contains("WaitingForDependency")),
+        || format!("ps does not show api-e2e WaitingForDependency:\n{ps}"),
+    )?;
+    // Watch both until api runs: while db is not Ready, api must not have started.
+    let mut db_ready_seen: Option<Instant> = None;
+    let api_running = wait_for("api-e2e Running after db-e2e Ready", 40, || {
+        let db = w.pod("db-e2e")?;
+        let api = w.pod("api-e2e")?;
+        let api_started = container(&api, "containerStatuses", "api")
+            .is_some_and(|c| c["state"]["running"].is_object());
+        if is_ready(&db) {
+            db_ready_seen.get_or_insert_with(Instant::now);
+        } else if api_started {
+            return Some(Err(format!(
+                "api-e2e started while db-e2e is not Ready: db {}",
+                db["status"]
+            )));
+        }
+        api_started.then_some(Ok((db, api)))
+    })?;
+    let (db, api) = api_running?;
+    let ready_seen = db_ready_seen.ok_or("api-e2e ran before db-e2e was seen Ready")?;
+    println!(
+        "    api-e2e seen running {:?} after db-e2e was seen Ready",
+        ready_seen.elapsed()
+    );
+    // The API's times have whole-second resolution: the start is not before the transition.
+    let ready_at = ready_condition(&db).map(|c| c["lastTransitionTime"].clone());
+    let started_at = container(&api, "containerStatuses", "api")
+        .map(|c| c["state"]["running"]["startedAt"].clone());
+    let parse = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(|t| t.as_str())
+            .and_then(podvisor::supervise::clock::parse_rfc3339)
+    };
+    let (Some(r), Some(st)) = (parse(&ready_at), parse(&started_at)) else {
+        return Err(format!(
+            "times: Ready {ready_at:?}, startedAt {started_at:?}"
+        ));
+    };
+    ensure(st >= r, || {
+        format!("api-e2e started at {started_at:?} before db-e2e turned Ready at {ready_at:?}")
+    })?;
+    // Finer: on the host's uptime clock, api started after db created its ready file.
+    let db_mark = wait_for("db's mark", 10, || {
+        uptime_marks(&marks.join("db-ready")).first().copied()
+    })?;
+    let api_mark = wait_for("api's mark", 10, || {
+        uptime_marks(&marks.join("api-started")).first().copied()
+    })?;
+    println!("    uptime: db ready file {db_mark:.2}, api started {api_mark:.2}");
+    ensure(api_mark > db_mark, || {
+        format!("api started at uptime {api_mark} before db was ready at {db_mark}")
+    })?;
+    let events = w.cli(&["events"])?;
+    ensure(
+        events.contains("WaitingForDependency") && events.contains("DependenciesReady"),
+        || format!("no WaitingForDependency/DependenciesReady events:\n{events}"),
+    )
+}
+
+fn after_cycle_and_unknown_name_are_errors_other_pods_run(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    w.start_agent();
+    let c = app("c", STEADY);
+    w.write_manifest("a.yaml", &pod_yaml_after("loopa", "loopb", "", &c));
+    w.write_manifest("b.yaml", &pod_yaml_after("loopb", "loopa", "", &c));
+    w.write_manifest("lost.yaml", &pod_yaml_after("lost", "nope, free", "", &c));
+    w.write_manifest("free.yaml", &pod_yaml("free", "", &c));
+    w.write_manifest("chained.yaml", &pod_yaml_after("chained", "free", "", &c));
+    for name in ["free-e2e", "chained-e2e"] {
+        wait_for(&format!("{name} Running"), 30, || {
+            w.pod(name).filter(|p| phase(p) == "Running" && is_ready(p))
+        })?;
+    }
+    let want = [
+        (
+            "loopa-e2e",
+            "annotation podvisor.io/after forms a cycle: loopa -> loopb -> loopa",
+        ),
+        (
+            "loopb-e2e",
+            "annotation podvisor.io/after forms a cycle: loopb -> loopa -> loopb",
+        ),
+        (
+            "lost-e2e",
+            "annotation podvisor.io/after names unknown pods: nope",
+        ),
+    ];
+    for (name, message) in want {
+        let got = wait_for(&format!("{name} InvalidDependency"), 10, || {
+            w.pod(name).and_then(|p| waiting_of(&p, "c"))
+        })?;
+        ensure(
+            got == ("InvalidDependency".to_string(), message.to_string()),
+            || format!("{name} waits with {got:?}, want InvalidDependency {message:?}"),
+        )?;
+    }
+    let ps = w.cli(&["ps"])?;
+    ensure(
+        ps.lines()
+            .filter(|l| l.contains("InvalidDependency"))
+            .count()
+            == 3,
+        || format!("ps does not show the three pods InvalidDependency:\n{ps}"),
+    )?;
+    let events = w.cli(&["events"])?;
+    ensure(
+        events.contains("InvalidDependency") && events.contains("unknown pods: nope"),
+        || format!("no InvalidDependency events:\n{events}"),
+    )?;
+    ensure(
+        w.agent
+            .as_mut()
+            .is_some_and(|a| matches!(a.try_wait(), Ok(None))),
+        || "the agent exited".into(),
+    )?;
+    // Fixing the annotation (a new pod version) lets it start.
+    w.write_manifest("lost.yaml", &pod_yaml_after("lost", "free", "", &c));
+    wait_for("lost-e2e Running once its annotation is fixed", 30, || {
+        w.pod("lost-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let loop_still = w.pod("loopa-e2e").and_then(|p| waiting_of(&p, "c"));
+    ensure(
+        loop_still
+            .as_ref()
+            .is_some_and(|(r, _)| r == "InvalidDependency"),
+        || format!("loopa-e2e: {loop_still:?}"),
+    )
+}
+
+fn http_probes_enter_the_pod_netns_and_resume_after_agent_restart(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let marks = w.path("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    w.start_agent();
+    // A pod without hostNetwork: its probes must run in its network namespace, where
+    // 127.0.0.1:8080 is busybox httpd (the container brings its own `lo` up: podvisor does
+    // not yet). /healthz (readiness) goes away when the test creates marks/sick; /live
+    // (liveness) stays.
+    let volume = format!(
+        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+        marks.display()
+    );
+    let script = "ip link set lo up; mkdir -p /www; echo ok > /www/healthz; echo ok > /www/live; \
+                  httpd -p 127.0.0.1:8080 -h /www; trap 'exit 0' TERM; \
+                  while true; do [ -e /marks/sick ] && rm -f /www/healthz; sleep 0.2; done";
+    let probe = |kind: &str, path: &str| {
+        format!(
+            "    {kind}:\n      httpGet: {{path: {path}, port: 8080}}\n      periodSeconds: 1\n      failureThreshold: 2\n"
+        )
+    };
+    let c = format!(
+        "{}    securityContext: {{capabilities: {{add: [NET_ADMIN]}}}}\n    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n{}{}",
+        app("web", script),
+        probe("readinessProbe", "/healthz"),
+        probe("livenessProbe", "/live"),
+    );
+    w.write_manifest("web.yaml", &pod_yaml("netweb", &volume, &c));
+    let ready = |w: &World| {
+        w.pod("netweb-e2e")
+            .and_then(|p| container(&p, "containerStatuses", "web").cloned())
+    };
+    wait_for("netweb-e2e ready through its httpGet probe", 30, || {
+        ready(&w).filter(|c| c["ready"] == true)
+    })?;
+    std::thread::sleep(Duration::from_secs(3));
+    let c = ready(&w).ok_or("netweb-e2e vanished")?;
+    ensure(c["ready"] == true && c["restartCount"] == 0, || {
+        format!("liveness or readiness failed in the pod's netns: {c}")
+    })?;
+    // Agent restart: the run is re-adopted ready, and its probes run again.
+    w.kill9_agent();
+    w.start_agent();
+    let adopted = wait_for("netweb-e2e re-adopted", 30, || {
+        ready(&w).filter(|c| c["state"]["running"].is_object())
+    })?;
+    ensure(adopted["ready"] == true, || {
+        format!("the re-adopted run is not shown ready: {adopted}")
+    })?;
+    std::fs::write(marks.join("sick"), "").unwrap();
+    wait_for(
+        "netweb-e2e unready after its endpoint goes away",
+        20,
+        || ready(&w).filter(|c| c["ready"] == false),
+    )?;
+    let c = ready(&w).ok_or("netweb-e2e vanished")?;
+    ensure(c["restartCount"] == 0, || {
+        format!("liveness of the re-adopted run failed: {c}")
+    })
+}
+
 fn host_path_and_cgroup_problems_wait_then_retry(img: &Path) -> Outcome {
     let waiting = |w: &World, name: &str| {
         w.pod(name).and_then(|p| {
@@ -957,6 +1235,18 @@ fn main() {
         (
             "probes_readiness_and_liveness_restart",
             probes_readiness_and_liveness_restart,
+        ),
+        (
+            "http_probes_enter_the_pod_netns_and_resume_after_agent_restart",
+            http_probes_enter_the_pod_netns_and_resume_after_agent_restart,
+        ),
+        (
+            "after_starts_the_second_pod_once_the_first_is_ready",
+            after_starts_the_second_pod_once_the_first_is_ready,
+        ),
+        (
+            "after_cycle_and_unknown_name_are_errors_other_pods_run",
+            after_cycle_and_unknown_name_are_errors_other_pods_run,
         ),
         (
             "kubeconfig_mirrors_the_pod_with_its_status",

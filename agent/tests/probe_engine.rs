@@ -285,3 +285,58 @@ fn hanging_targets_do_not_delay_other_containers() {
     );
     drop(rx);
 }
+
+#[test]
+fn a_restart_resets_only_that_containers_probes_and_reports_carry_the_run() {
+    let (srv, _status) = switchable();
+    let (engine, rx) = engine(2);
+    let readiness = || {
+        let mut spec = http(srv.port, 1);
+        spec.success_threshold = 2;
+        ContainerProbes::new("c", 30, None, Some(spec), None)
+    };
+    let target = || ProbeTarget::host_network("127.0.0.1", vec![]);
+    for (name, run) in [("a", "a-0"), ("b", "b-0")] {
+        engine.add(key(name), readiness(), target());
+        engine.container_running(key(name), run, Instant::now());
+    }
+    // Both become ready (two successes each), each report naming its own run.
+    let mut ready = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while ready.len() < 2 && Instant::now() < deadline {
+        if let Ok(r) = rx.recv_timeout(Duration::from_millis(100))
+            && r.action == ProbeAction::ReadyChanged(true)
+        {
+            ready.push((r.key.container.clone(), r.container_id.clone()));
+        }
+    }
+    ready.sort();
+    assert_eq!(
+        ready,
+        vec![
+            ("a".to_string(), "a-0".to_string()),
+            ("b".to_string(), "b-0".to_string())
+        ]
+    );
+    // `a` restarts: a new run with fresh probes (the agent re-adds them on each start).
+    engine.add(key("a"), readiness(), target());
+    engine.container_running(key("a"), "a-1", Instant::now());
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        if let Ok(r) = rx.recv_timeout(Duration::from_millis(100))
+            && matches!(r.action, ProbeAction::ReadyChanged(_))
+        {
+            seen.push((r.key.container.clone(), r.container_id.clone(), r.action));
+        }
+    }
+    // The new run needs its own two successes (counters start again), and `b` is untouched.
+    assert_eq!(
+        seen,
+        vec![(
+            "a".to_string(),
+            "a-1".to_string(),
+            ProbeAction::ReadyChanged(true)
+        )]
+    );
+}

@@ -259,6 +259,32 @@ fn https_with_self_signed_certificate_is_not_verified() {
 }
 
 #[test]
+fn tcp_host_name_is_resolved_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // `localhost` goes through the bounded lookup path (a helper thread), not the literal one.
+    let out = tcp::probe(
+        Some("localhost"),
+        &PortRef::Number(i32::from(port)),
+        "10.9.9.9",
+        &[],
+        SECOND,
+    );
+    assert_eq!(out, Outcome::Success(String::new()));
+    let out = tcp::probe(
+        Some("no-such-host.invalid"),
+        &PortRef::Number(i32::from(port)),
+        "10.9.9.9",
+        &[],
+        SECOND,
+    );
+    assert!(
+        matches!(&out, Outcome::Failure(m) if m.starts_with("dial tcp: lookup no-such-host.invalid")),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn tcp_open_port_succeeds_and_closed_port_fails() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();

@@ -46,6 +46,26 @@ struct Inner {
     pods: BTreeMap<String, PodEntry>,
     events: EventRing,
     manifest_errors: BTreeMap<PathBuf, String>,
+    ready_watch: Option<ReadyWatch>,
+}
+
+/// Called with a pod's `namespace/name` when its `Ready` condition turns true or stops
+/// being true (start ordering re-evaluates then, instead of polling).
+#[derive(Clone)]
+struct ReadyWatch(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl std::fmt::Debug for ReadyWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadyWatch")
+    }
+}
+
+/// Whether the pod's `Ready` condition is `True`.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The store: cheap to clone, shared between the supervisor and the API threads.
@@ -85,6 +105,7 @@ impl StatusStore {
                 pods: BTreeMap::new(),
                 events: EventRing::new(EVENT_CAPACITY),
                 manifest_errors: BTreeMap::new(),
+                ready_watch: None,
             })),
             // 1 ms .. ~16 s
             start_latency: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
@@ -103,12 +124,36 @@ impl StatusStore {
 
     /// Inserts or replaces a pod (keyed by `namespace/name`).
     pub fn upsert_pod(&self, entry: PodEntry) {
-        self.write().pods.insert(entry.key(), entry);
+        let key = entry.key();
+        let ready = pod_is_ready(&entry.pod);
+        let mut inner = self.write();
+        let was = inner.pods.insert(key.clone(), entry);
+        let watch = inner.ready_watch.clone();
+        drop(inner);
+        Self::ready_changed(watch, &key, was.as_ref(), ready);
     }
 
     /// Removes a pod by `namespace/name`.
     pub fn remove_pod(&self, key: &str) -> Option<PodEntry> {
-        self.write().pods.remove(key)
+        let mut inner = self.write();
+        let was = inner.pods.remove(key);
+        let watch = inner.ready_watch.clone();
+        drop(inner);
+        Self::ready_changed(watch, key, was.as_ref(), false);
+        was
+    }
+
+    /// Calls `f(namespace/name)` (outside the store's lock) whenever a pod's readiness
+    /// changes; replaces any earlier watcher.
+    pub fn watch_ready(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.write().ready_watch = Some(ReadyWatch(Arc::new(f)));
+    }
+
+    fn ready_changed(watch: Option<ReadyWatch>, key: &str, was: Option<&PodEntry>, now: bool) {
+        let before = was.is_some_and(|e| pod_is_ready(&e.pod));
+        if let Some(ReadyWatch(f)) = watch.filter(|_| before != now) {
+            f(key);
+        }
     }
 
     /// All pods, sorted by `namespace/name`.
@@ -219,5 +264,56 @@ mod tests {
         assert!(store.remove_pod("other/web-n1").is_some());
         assert_eq!(store.pod("web-n1").unwrap().key(), "default/web-n1");
         assert_eq!(store.pods().len(), 2);
+    }
+
+    #[test]
+    fn ready_watch_fires_only_when_readiness_changes() {
+        use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+        use std::sync::Mutex;
+        let with_ready = |ready: Option<bool>| {
+            let mut e = entry("kube-system", "etcd-n1");
+            e.pod.status = ready.map(|r| PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if r { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            });
+            e
+        };
+        let store = StatusStore::new();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        store.watch_ready(move |k| s.lock().unwrap().push(k.to_string()));
+        // (what happens, fires)
+        let steps: Vec<(&str, bool)> = vec![
+            ("insert unready", false),
+            ("unready again", false),
+            ("ready", true),
+            ("ready again", false),
+            ("status gone", true),
+            ("ready", true),
+            ("removed while ready", true),
+        ];
+        for (step, fires) in steps {
+            let before = seen.lock().unwrap().len();
+            match step {
+                "insert unready" | "unready again" => store.upsert_pod(with_ready(Some(false))),
+                "ready" | "ready again" => store.upsert_pod(with_ready(Some(true))),
+                "status gone" => store.upsert_pod(with_ready(None)),
+                _ => {
+                    store.remove_pod("kube-system/etcd-n1");
+                }
+            }
+            let after = seen.lock().unwrap().len();
+            assert_eq!(after - before, usize::from(fires), "{step}");
+        }
+        assert!(
+            seen.lock()
+                .unwrap()
+                .iter()
+                .all(|k| k == "kube-system/etcd-n1")
+        );
     }
 }

@@ -59,6 +59,20 @@ impl PodBundles {
         }
     }
 
+    /// The namespaces network probes of a run with init `pid` enter. The pod's first run
+    /// creates the network namespace the shim then holds, so [`BundleMaker::make`] did not
+    /// know it yet (nor does a re-adopted run): that run's own `/proc/<pid>/ns/net` is it.
+    fn probe_namespaces(&self, pid: i32) -> BTreeMap<String, PathBuf> {
+        let mut namespaces = self.namespaces.clone();
+        if pid > 0 && !namespaces.contains_key("network") {
+            namespaces.insert(
+                "network".into(),
+                PathBuf::from(format!("/proc/{pid}/ns/net")),
+            );
+        }
+        namespaces
+    }
+
     fn prepare_pod(&mut self) -> Result<(), BundleError> {
         if self.prepared {
             return Ok(());
@@ -185,9 +199,15 @@ impl BundleMaker for PodBundles {
         self.stop_signals.get(&c.name).cloned()
     }
 
-    fn on_started(&mut self, pod: &Pod, c: &Container, _pid: i32, container_id: &str) {
+    fn on_started(&mut self, pod: &Pod, c: &Container, pid: i32, container_id: &str) {
         if let Some(p) = &self.probes {
-            p.started(pod, c, container_id, &self.namespaces);
+            p.started(pod, c, container_id, &self.probe_namespaces(pid));
+        }
+    }
+
+    fn on_adopted(&mut self, pod: &Pod, c: &Container, pid: i32, container_id: &str) {
+        if let Some(p) = &self.probes {
+            p.adopted(pod, c, container_id, &self.probe_namespaces(pid));
         }
     }
 

@@ -14,12 +14,15 @@
 //! SIGINT ends the agent leaving pods running (their shims keep them; the next agent
 //! re-adopts them) unless `--stop-pods-on-exit`; SIGHUP re-reads every manifest.
 //! With `--kubeconfig` the mirror task gets the status store's pods after every pass
-//! (it never sits in the path of starting or stopping a pod).
+//! (it never sits in the path of starting or stopping a pod). A change of any pod's
+//! `Ready` condition also wakes the loop, which is what starts pods held by
+//! `podvisor.io/after` ([`order_gate`]).
 
 pub mod args;
 pub mod bundle;
 pub mod cleanup;
 pub mod mirror_feed;
+pub mod order_gate;
 pub mod pods;
 pub mod probes;
 
@@ -60,6 +63,8 @@ enum Msg {
     Desired(DesiredSet),
     Signal(i32),
     Probe(crate::probe::engine::ProbeReport),
+    /// Some pod's `Ready` condition changed (start ordering may release a pod).
+    ReadyChanged,
 }
 
 /// The node name: `--node-name`, else the host name.
@@ -83,6 +88,10 @@ pub fn run(args: &AgentArgs, state: &std::path::Path) -> anyhow::Result<Exit> {
         Some(state.join("runtime")),
     )?;
     let (tx, rx) = mpsc::channel();
+    let ready_tx = tx.clone();
+    status.watch_ready(move |_| {
+        let _ = ready_tx.send(Msg::ReadyChanged);
+    });
     let engine = start_probes(&state.join("runtime"), tx.clone())?;
     let env = pod_env(args, state, &node, status.clone(), engine)?;
     let mut pods = Pods::new(env);
@@ -137,6 +146,7 @@ pub fn run(args: &AgentArgs, state: &std::path::Path) -> anyhow::Result<Exit> {
                 watcher = Some(watch()?);
             }
             Ok(Msg::Probe(report)) => pods.probe(&report),
+            Ok(Msg::ReadyChanged) => {}
             Ok(Msg::Signal(sig)) => break Exit::Signal(sig),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break Exit::Signal(SIGTERM),

@@ -7,7 +7,8 @@
 //!   with a maker that never starts a run, then stopped by the next pass like any
 //!   removed pod (a new version of the same pod waits for them, as for an edit);
 //! - a pod whose worker failed (no shim) is retried after a doubling delay, not at once;
-//! - a stopped pod's leftovers (root filesystems, pod directory, cgroups, logs) removed.
+//! - a stopped pod's leftovers (root filesystems, pod directory, cgroups, logs) removed;
+//! - start ordering (`podvisor.io/after`): a pod [`OrderGate`] holds is not started yet.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use podvisor_rootfs::{PullOptions, Store};
 
 use super::bundle::PodBundles;
 use super::cleanup::PodLeftovers;
+use super::order_gate::OrderGate;
 use super::probes::{PodProbes, update_of};
 use crate::api::store::StatusStore;
 use crate::logs::file::PodLogDir;
@@ -86,6 +88,7 @@ pub struct Pods {
     known: BTreeMap<String, Known>,
     orphans: Vec<Pod>,
     retry: BTreeMap<String, Retry>,
+    order: OrderGate,
 }
 
 impl std::fmt::Debug for Pods {
@@ -118,8 +121,14 @@ impl Pods {
             }
         };
         let supervisor = Supervisor::new(env.worker.clone(), env.status.clone(), Box::new(factory));
+        let order = OrderGate::new(
+            env.worker.state_root.clone(),
+            env.worker.log_root.clone(),
+            env.status.clone(),
+        );
         Self {
             env,
+            order,
             supervisor,
             statics,
             known: BTreeMap::new(),
@@ -159,12 +168,16 @@ impl Pods {
     pub fn reconcile(&mut self, desired: &DesiredSet) -> Option<Instant> {
         let now = Instant::now();
         let existing = self.supervisor.uids();
+        let held = self.order.held(desired, &existing);
         let mut wake = None::<Instant>;
         let mut pods: Vec<Pod> = Vec::new();
         {
             let mut statics = self.statics.lock().unwrap_or_else(PoisonError::into_inner);
             statics.clear();
             for sp in desired.pods.values() {
+                if held.contains(&sp.uid) {
+                    continue;
+                }
                 if !existing.contains(&sp.uid)
                     && let Some(r) = self.retry.get(&sp.uid)
                     && r.not_before > now
@@ -192,15 +205,29 @@ impl Pods {
         pods.append(&mut self.orphans);
         let ended = self.supervisor.sync(&pods);
         self.handle_ended(ended);
+        let live: std::collections::BTreeSet<String> = self
+            .supervisor
+            .uids()
+            .iter()
+            .filter_map(|u| self.known.get(u).map(|k| k.key.clone()))
+            .collect();
+        self.order.publish(&live);
         wake
     }
 
-    /// Whether some pod is being stopped or waits for a retry (the loop should look again soon).
+    /// Whether some pod is being stopped or waits for a retry (the loop should look again
+    /// soon). Pods held by start ordering do not count: a readiness change wakes the loop.
     pub fn busy(&self, desired: Option<&DesiredSet>) -> bool {
         let mut running = self.supervisor.uids();
         running.sort();
         let mut wanted: Vec<String> = desired
-            .map(|d| d.pods.values().map(|p| p.uid.clone()).collect())
+            .map(|d| {
+                d.pods
+                    .values()
+                    .filter(|p| !self.order.is_held(&p.uid))
+                    .map(|p| p.uid.clone())
+                    .collect()
+            })
             .unwrap_or_default();
         wanted.sort();
         running != wanted || !self.orphans.is_empty()

@@ -123,8 +123,37 @@ impl PodProbes {
         container_id: &str,
         namespaces: &BTreeMap<String, PathBuf>,
     ) {
+        if let Some(key) = self.add(pod, c, namespaces) {
+            self.engine
+                .container_running(key, container_id, Instant::now());
+        }
+    }
+
+    /// A run found already running (re-adoption): probe it again, starting from started and
+    /// ready (what it was before, as far as anyone knows) rather than from the initial
+    /// values of a new run.
+    pub fn adopted(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        container_id: &str,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) {
+        if let Some(key) = self.add(pod, c, namespaces) {
+            self.engine
+                .container_adopted(key, container_id, Instant::now());
+        }
+    }
+
+    /// Registers the container's probes with the engine; `None` if it has none.
+    fn add(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) -> Option<ContainerKey> {
         if c.liveness_probe.is_none() && c.readiness_probe.is_none() && c.startup_probe.is_none() {
-            return;
+            return None;
         }
         let grace = pod
             .spec
@@ -135,7 +164,7 @@ impl PodProbes {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(container = %c.name, error = %e, "probes not started");
-                return;
+                return None;
             }
         };
         let ports = c
@@ -160,8 +189,7 @@ impl PodProbes {
         };
         let key = self.key(c);
         self.engine.add(key.clone(), probes, target);
-        self.engine
-            .container_running(key, container_id, Instant::now());
+        Some(key)
     }
 
     /// A container run ended: its probes stop until the next run.
@@ -181,8 +209,21 @@ impl PodProbes {
 }
 
 /// What a report means for the pod's worker (`None`: an event only, or the engine's own
-/// scheduling).
+/// scheduling): a verdict bound to the run it is about, so the worker drops it if that run
+/// has ended (a readiness result of a previous run never applies to the next one).
 pub fn update_of(report: &ProbeReport) -> Option<ProbeUpdate> {
+    let update = plain_update(report)?;
+    Some(if report.container_id.is_empty() {
+        update
+    } else {
+        ProbeUpdate::ForRun {
+            run: report.container_id.clone(),
+            update: Box::new(update),
+        }
+    })
+}
+
+fn plain_update(report: &ProbeReport) -> Option<ProbeUpdate> {
     match &report.action {
         ProbeAction::StartedChanged(b) => Some(ProbeUpdate::Started(*b)),
         ProbeAction::ReadyChanged(b) => Some(ProbeUpdate::Ready(*b)),
@@ -209,8 +250,24 @@ mod tests {
                 pod_uid: "u".into(),
                 container: "c".into(),
             },
+            container_id: String::new(),
             action,
         }
+    }
+
+    #[test]
+    fn verdicts_are_bound_to_the_run_they_are_about() {
+        let mut r = report(ProbeAction::ReadyChanged(true));
+        r.container_id = "podvisor://u-c-1".into();
+        assert_eq!(
+            update_of(&r),
+            Some(ProbeUpdate::ForRun {
+                run: "podvisor://u-c-1".into(),
+                update: Box::new(ProbeUpdate::Ready(true)),
+            })
+        );
+        r.action = ProbeAction::RunNow(crate::probe::spec::ProbeKind::Readiness);
+        assert_eq!(update_of(&r), None);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::pool::{Done, Job, Pool};
 use super::runner::{ProbeRunner, ProbeTarget};
-use super::spec::ProbeKind;
+use super::spec::{Handler, ProbeKind};
 use super::state::{ContainerProbes, Gate, ProbeAction};
 
 /// Identifies a container to the engine.
@@ -46,6 +46,9 @@ pub struct ContainerKey {
 pub struct ProbeReport {
     /// Which container.
     pub key: ContainerKey,
+    /// The run of the container the action is about (the id given to
+    /// [`Engine::container_running`]; empty before the first run).
+    pub container_id: String,
     /// What to do or record.
     pub action: ProbeAction,
 }
@@ -95,6 +98,7 @@ enum Command {
         key: ContainerKey,
         container_id: String,
         started_at: Instant,
+        adopted: bool,
     },
     Exited {
         key: ContainerKey,
@@ -149,6 +153,19 @@ impl Engine {
             key,
             container_id: container_id.to_owned(),
             started_at,
+            adopted: false,
+        });
+    }
+
+    /// The container was found running as `container_id` (re-adoption): like
+    /// [`Engine::container_running`], but the run starts started and ready
+    /// ([`ContainerProbes::container_adopted`]).
+    pub fn container_adopted(&self, key: ContainerKey, container_id: &str, started_at: Instant) {
+        let _ = self.tx.send(Command::Running {
+            key,
+            container_id: container_id.to_owned(),
+            started_at,
+            adopted: true,
         });
     }
 
@@ -180,8 +197,23 @@ struct Entry {
     key: ContainerKey,
     probes: ContainerProbes,
     target: Arc<ProbeTarget>,
+    /// Each probe's handler, shared with the jobs that run it.
+    handlers: [Option<Arc<Handler>>; 3],
+    /// The current run's id, shared with the jobs probing it.
+    run: Option<Arc<str>>,
     next_due: [Option<Instant>; 3],
     in_flight: [bool; 3],
+}
+
+impl Entry {
+    /// The run's id as jobs carry it, refreshed when the run changes.
+    fn run(&mut self) -> Option<Arc<str>> {
+        let current = self.probes.container_id()?;
+        if self.run.as_deref() != Some(current) {
+            self.run = Some(Arc::from(current));
+        }
+        self.run.clone()
+    }
 }
 
 fn slot(kind: ProbeKind) -> usize {
@@ -230,6 +262,9 @@ impl Scheduler {
             self.collect_done();
             let now = Instant::now();
             self.dispatch_due(now);
+            if self.in_flight > 0 {
+                self.pool.wake_for_stale(now);
+            }
             let mut wait = self
                 .heap
                 .peek()
@@ -282,8 +317,15 @@ impl Scheduler {
                 key,
                 container_id,
                 started_at,
+                adopted,
             } => {
-                self.update(&key, |p| p.container_running(&container_id, started_at));
+                self.update(&key, |p| {
+                    if adopted {
+                        p.container_adopted(&container_id, started_at)
+                    } else {
+                        p.container_running(&container_id, started_at)
+                    }
+                });
             }
             Command::Exited { key } => self.update(&key, ContainerProbes::container_exited),
             Command::Stats(reply) => {
@@ -314,10 +356,16 @@ impl Scheduler {
             self.entries.remove(&old);
         }
         let now = Instant::now();
+        let mut handlers: [Option<Arc<Handler>>; 3] = [None, None, None];
+        for kind in ProbeKind::ALL {
+            handlers[slot(kind)] = probes.spec(kind).map(|s| Arc::new(s.handler.clone()));
+        }
         let mut entry = Entry {
             key,
             probes,
             target: Arc::new(target),
+            handlers,
+            run: None,
             next_due: [None; 3],
             in_flight: [false; 3],
         };
@@ -377,19 +425,21 @@ impl Scheduler {
             while next <= now {
                 next += period; // fell behind: skip missed ticks, like a Go ticker
             }
+            let timeout = spec.timeout();
             if e.in_flight[slot(kind)] {
                 self.stats.skipped_busy += 1;
-            } else if let (Gate::Run, Some(container_id)) =
-                (e.probes.gate(kind, now), e.probes.container_id())
+            } else if e.probes.gate(kind, now) == Gate::Run
+                && let (Some(container_id), Some(handler)) =
+                    (e.run(), e.handlers[slot(kind)].clone())
             {
                 e.in_flight[slot(kind)] = true;
                 batch.push(Job {
                     id,
                     kind,
-                    container_id: container_id.to_owned(),
-                    handler: spec.handler.clone(),
+                    container_id,
+                    handler,
                     target: e.target.clone(),
-                    timeout: spec.timeout(),
+                    timeout,
                     due,
                 });
             }
@@ -415,7 +465,10 @@ impl Scheduler {
     }
 
     fn apply(&mut self, id: u64, actions: Vec<ProbeAction>) {
-        let Some(key) = self.entries.get(&id).map(|e| e.key.clone()) else {
+        let Some((key, container_id)) = self.entries.get(&id).map(|e| {
+            let run = e.probes.container_id().unwrap_or_default().to_owned();
+            (e.key.clone(), run)
+        }) else {
             return;
         };
         for action in actions {
@@ -425,6 +478,7 @@ impl Scheduler {
             }
             let _ = self.reports.send(ProbeReport {
                 key: key.clone(),
+                container_id: container_id.clone(),
                 action,
             });
         }

@@ -80,10 +80,8 @@ impl HttpProber {
     }
 
     fn get_following(&self, first: &str, action: &HttpGetAction, deadline: Instant) -> Outcome {
-        let first_host = match host_of(first) {
-            Ok(h) => h,
-            Err(e) => return Outcome::Error(e),
-        };
+        // Only a redirect needs the first host; most probes get their answer at once.
+        let mut first_host: Option<String> = None;
         let mut url = first.to_owned();
         for hop in 0..=MAX_REDIRECTS {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -99,6 +97,11 @@ impl HttpProber {
             let resp = req.config().timeout_global(Some(remaining)).build().call();
             let mut resp = match resp {
                 Ok(r) => r,
+                // A URL that cannot be built is a prober error (the kubelet's Unknown), not
+                // a failure of the container.
+                Err(e @ (ureq::Error::BadUri(_) | ureq::Error::Http(_))) => {
+                    return Outcome::Error(format!("parse probe url {url:?}: {e}"));
+                }
                 Err(e) => return Outcome::Failure(format!("Get {url:?}: {e}")),
             };
             let status = resp.status().as_u16();
@@ -109,7 +112,13 @@ impl HttpProber {
                 .filter(|_| matches!(status, 301 | 302 | 303 | 307 | 308))
                 .map(|loc| resolve_location(&url, loc));
             if let Some(next) = location {
-                let same_host = host_of(&next).is_ok_and(|h| h == first_host);
+                if first_host.is_none() {
+                    match host_of(first) {
+                        Ok(h) => first_host = Some(h),
+                        Err(e) => return Outcome::Error(e),
+                    }
+                }
+                let same_host = host_of(&next).is_ok_and(|h| Some(h) == first_host);
                 if same_host {
                     if hop == MAX_REDIRECTS {
                         return Outcome::Failure(format!(

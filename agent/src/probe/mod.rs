@@ -6,6 +6,7 @@
 //! - [`outcome`]: one handler run's result, and the kubelet's retry of prober errors;
 //! - handlers: [`http`], [`tcp`], [`grpc`] (with [`hpack`]), [`exec`] (through the
 //!   [`exec::ExecRunner`] trait the supervisor implements with the runtime's exec);
+//! - [`resolve`]: name lookups of `tcpSocket`/`grpc` bounded by the probe's deadline;
 //! - [`netns`]: run network handlers inside a pod's network namespace; [`runner`] picks the
 //!   handler and the namespace for one probe;
 //! - [`engine`]: one scheduler thread (a min-heap of due probes) and a bounded worker pool.
@@ -26,6 +27,7 @@ pub mod http;
 pub mod netns;
 pub mod outcome;
 mod pool;
+pub mod resolve;
 pub mod runner;
 pub mod spec;
 pub mod state;

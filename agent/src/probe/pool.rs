@@ -1,6 +1,15 @@
 //! The engine's bounded worker pool: a fixed number of threads taking probe jobs from one
 //! queue and leaving results in a shared list the scheduler drains. Workers never block the
 //! scheduler: pushing a job and taking results are short critical sections.
+//!
+//! Wake-ups are coalesced: a batch wakes one idle worker only when no worker is already busy
+//! (a busy worker takes the next job as soon as it finishes its own, and a loopback probe
+//! takes a fraction of a millisecond). A job left waiting a whole [`STALE`] behind its due
+//! time (a busy worker is stuck on a slow target) gets another worker from
+//! [`Pool::wake_for_stale`], which the scheduler calls each time it wakes (at least once per
+//! tick while probes are in flight). So a hanging target delays other probes by at most about
+//! two ticks, and a steady load costs about one worker wake-up per batch instead of one per
+//! probe (each is a futex wake, a context switch and often a cross-CPU interrupt).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,8 +28,9 @@ pub(super) struct Job {
     /// The engine's id for the container entry.
     pub id: u64,
     pub kind: ProbeKind,
-    pub container_id: String,
-    pub handler: Handler,
+    pub container_id: std::sync::Arc<str>,
+    /// Shared with the engine's entry: dispatching a probe copies no strings.
+    pub handler: std::sync::Arc<Handler>,
     pub target: std::sync::Arc<ProbeTarget>,
     pub timeout: Duration,
     /// When it was due, to measure how late it started.
@@ -32,15 +42,28 @@ pub(super) struct Job {
 pub(super) struct Done {
     pub id: u64,
     pub kind: ProbeKind,
-    pub container_id: String,
+    pub container_id: std::sync::Arc<str>,
     pub outcome: Outcome,
     pub start_delay: Duration,
+}
+
+/// How long a queued job may wait past its due time before an idle worker is woken for it.
+pub(super) const STALE: Duration = Duration::from_millis(10);
+
+/// The job queue and how many workers sleep waiting on it.
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Workers waiting on `job_ready`.
+    idle: usize,
+    /// Workers started (idle or running a job).
+    workers: usize,
 }
 
 /// The queue and result list shared by the scheduler and the workers.
 #[derive(Debug, Default)]
 pub(super) struct Pool {
-    jobs: Mutex<VecDeque<Job>>,
+    queue: Mutex<Queue>,
     job_ready: Condvar,
     done: Mutex<Vec<Done>>,
     stop: AtomicBool,
@@ -58,6 +81,7 @@ impl Pool {
         n: usize,
         runner: &ProbeRunner,
     ) -> std::io::Result<Vec<JoinHandle<()>>> {
+        lock(&self.queue).workers = n.max(1);
         (0..n.max(1))
             .map(|i| {
                 let (pool, runner) = (self.clone(), runner.clone());
@@ -68,11 +92,25 @@ impl Pool {
             .collect()
     }
 
-    /// Queues jobs, waking one idle worker per job.
+    /// Queues jobs; wakes one idle worker if none is busy (a busy one takes them next).
     pub fn submit(&self, batch: Vec<Job>) {
-        let mut jobs = lock(&self.jobs);
-        for job in batch {
-            jobs.push_back(job);
+        let mut q = lock(&self.queue);
+        q.jobs.extend(batch);
+        let busy = q.workers - q.idle;
+        if busy == 0 && q.idle > 0 {
+            self.job_ready.notify_one();
+        }
+    }
+
+    /// Wakes an idle worker for each job queued more than [`STALE`] past its due time.
+    pub fn wake_for_stale(&self, now: Instant) {
+        let q = lock(&self.queue);
+        let stale = q
+            .jobs
+            .iter()
+            .take_while(|j| now.saturating_duration_since(j.due) >= STALE)
+            .count();
+        for _ in 0..stale.min(q.idle) {
             self.job_ready.notify_one();
         }
     }
@@ -85,13 +123,20 @@ impl Pool {
     /// Tells the workers to exit after their current job.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Release);
-        let _guard = lock(&self.jobs);
+        let _guard = lock(&self.queue);
         self.job_ready.notify_all();
     }
 
-    /// A worker's loop. If it cannot return from a pod's network namespace it stops (its
-    /// sockets would open in the wrong place); the others go on.
+    /// A worker's loop (see [`Pool::run_jobs`]); a worker that ends no longer counts.
     fn work(&self, runner: &ProbeRunner) {
+        self.run_jobs(runner);
+        let mut q = lock(&self.queue);
+        q.workers = q.workers.saturating_sub(1);
+    }
+
+    /// Runs jobs until stopped. If the worker cannot return from a pod's network namespace it
+    /// stops (its sockets would open in the wrong place); the others go on.
+    fn run_jobs(&self, runner: &ProbeRunner) {
         let switch = match NetnsSwitch::for_this_thread() {
             Ok(s) => s,
             Err(e) => {
@@ -126,18 +171,20 @@ impl Pool {
     }
 
     fn next_job(&self) -> Option<Job> {
-        let mut jobs = lock(&self.jobs);
+        let mut q = lock(&self.queue);
         loop {
             if self.stop.load(Ordering::Acquire) {
                 return None;
             }
-            if let Some(job) = jobs.pop_front() {
+            if let Some(job) = q.jobs.pop_front() {
                 return Some(job);
             }
-            jobs = self
+            q.idle += 1;
+            q = self
                 .job_ready
-                .wait(jobs)
+                .wait(q)
                 .unwrap_or_else(PoisonError::into_inner);
+            q.idle -= 1;
         }
     }
 }

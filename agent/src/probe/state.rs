@@ -226,8 +226,10 @@ impl ContainerProbes {
             }
     }
 
-    /// The supervisor saw container `id` running since `started_at`. A new id resets every
-    /// probe to its initial value and lifts any hold; the same id changes nothing.
+    /// The supervisor saw container `id` running since `started_at`. A new run (a new id,
+    /// or the same id reported running again after an exit) resets every probe to its
+    /// initial value, clears the consecutive-result counters and lifts any hold, as the
+    /// kubelet's worker does for a new container ID; the run already known changes nothing.
     pub fn container_running(&mut self, id: &str, started_at: Instant) -> Vec<ProbeAction> {
         let before = self.derived();
         if self
@@ -237,13 +239,12 @@ impl ContainerProbes {
         {
             return Vec::new();
         }
-        let same = self.instance.as_ref().is_some_and(|i| i.id == id);
         self.instance = Some(Instance {
             id: id.to_owned(),
             started_at,
             running: true,
         });
-        if !same {
+        {
             for kind in ProbeKind::ALL {
                 if let Some(w) = &mut self.workers[slot(kind)] {
                     w.result = initial_value(kind);
@@ -254,6 +255,34 @@ impl ContainerProbes {
             }
         }
         self.changes_since(before)
+    }
+
+    /// Container `id` was found running by a supervisor that just (re)started (it adopts
+    /// runs started before it). Like a new run, except that readiness and startup start as
+    /// Success: the run was presumably started and ready before, and saying otherwise until
+    /// the first probe would flap every pod NotReady on each agent restart (the kubelet keeps
+    /// readiness across its own restarts the same way). The first failures past the
+    /// thresholds correct it. Reports no change for the supervisor, whose view of an adopted
+    /// run is started and ready.
+    pub fn container_adopted(&mut self, id: &str, started_at: Instant) -> Vec<ProbeAction> {
+        let actions = self.container_running(id, started_at);
+        for kind in [ProbeKind::Readiness, ProbeKind::Startup] {
+            if let Some(w) = &mut self.workers[slot(kind)] {
+                w.result = Some(ProbeResult::Success);
+            }
+        }
+        // Nothing to report: the supervisor already shows the adopted run started and ready.
+        actions
+            .into_iter()
+            .filter(|a| {
+                !matches!(
+                    a,
+                    ProbeAction::StartedChanged(_)
+                        | ProbeAction::ReadyChanged(_)
+                        | ProbeAction::RunNow(_)
+                )
+            })
+            .collect()
     }
 
     /// The container exited: every configured probe reads Failure (as the kubelet's worker

@@ -374,3 +374,128 @@ fn exited_container_is_not_ready_and_not_probed() {
         Gate::Skip(Skip::NotRunning)
     );
 }
+
+/// One step of a container's life as the probe state sees it.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Running(&'static str),
+    Exited,
+    /// A readiness outcome (true: success) of a probe that ran against this run.
+    Probed(&'static str, bool),
+}
+
+#[test]
+fn a_new_run_resets_readiness_counters_and_ignores_results_of_the_old_run() {
+    use Step::*;
+    // Readiness needs 2 successes in a row and 2 failures in a row.
+    // (steps, ready after each step)
+    let table: Vec<(&str, Vec<(Step, bool)>)> = vec![
+        (
+            "one success before the restart does not count for the new run",
+            vec![
+                (Running("c1"), false),
+                (Probed("c1", true), false),
+                (Exited, false),
+                (Running("c2"), false),
+                (Probed("c2", true), false),
+                (Probed("c2", true), true),
+            ],
+        ),
+        (
+            "a success of the old run arriving after the restart is dropped",
+            vec![
+                (Running("c1"), false),
+                (Probed("c1", true), false),
+                (Running("c2"), false),
+                (Probed("c1", true), false),
+                (Probed("c1", true), false),
+                (Probed("c2", true), false),
+                (Probed("c2", true), true),
+            ],
+        ),
+        (
+            "a ready run that restarts is not ready until its own probes pass",
+            vec![
+                (Running("c1"), false),
+                (Probed("c1", true), false),
+                (Probed("c1", true), true),
+                (Exited, false),
+                (Running("c2"), false),
+                (Probed("c2", true), false),
+                (Probed("c2", true), true),
+            ],
+        ),
+        (
+            "a failure streak of the old run does not carry over",
+            vec![
+                (Running("c1"), false),
+                (Probed("c1", true), false),
+                (Probed("c1", true), true),
+                (Probed("c1", false), true),
+                (Running("c2"), false),
+                (Probed("c2", true), false),
+                (Probed("c2", true), true),
+                (Probed("c2", false), true),
+                (Probed("c2", false), false),
+            ],
+        ),
+        (
+            "the same id seen running again after an exit starts from zero",
+            vec![
+                (Running("c1"), false),
+                (Probed("c1", true), false),
+                (Exited, false),
+                (Running("c1"), false),
+                (Probed("c1", true), false),
+                (Probed("c1", true), true),
+            ],
+        ),
+    ];
+    let t0 = Instant::now();
+    for (name, steps) in table {
+        let mut p = ContainerProbes::new("app", 30, None, Some(spec(0, 2, 2)), None);
+        for (i, (step, want)) in steps.into_iter().enumerate() {
+            match step {
+                Running(id) => {
+                    p.container_running(id, t0);
+                }
+                Exited => {
+                    p.container_exited();
+                }
+                Probed(id, good) => {
+                    p.record(ProbeKind::Readiness, id, &if good { ok() } else { fail() });
+                }
+            }
+            assert_eq!(p.ready(), want, "{name}: step {i} {step:?}");
+        }
+    }
+}
+
+#[test]
+fn an_adopted_run_starts_started_and_ready_until_its_probes_fail() {
+    let t0 = Instant::now();
+    let mut p = ContainerProbes::new(
+        "app",
+        30,
+        Some(spec(0, 1, 2)),
+        Some(spec(0, 1, 2)),
+        Some(spec(0, 1, 3)),
+    );
+    assert_eq!(p.container_adopted("c1", t0), vec![]);
+    assert!(p.started() && p.ready());
+    // Startup is done for an adopted run; liveness and readiness run at once.
+    assert_eq!(
+        p.gate(ProbeKind::Startup, t0),
+        Gate::Skip(Skip::StartupDone)
+    );
+    assert_eq!(p.gate(ProbeKind::Readiness, t0), Gate::Run);
+    assert_eq!(p.gate(ProbeKind::Liveness, t0), Gate::Run);
+    assert_eq!(p.record(ProbeKind::Readiness, "c1", &fail()).len(), 1); // the event only
+    assert!(p.ready());
+    let actions = p.record(ProbeKind::Readiness, "c1", &fail());
+    assert!(actions.contains(&ProbeAction::ReadyChanged(false)));
+    assert!(!p.ready());
+    // A later new run is a new run: not ready until its own probe passes.
+    p.container_running("c2", t0);
+    assert!(!p.started());
+}

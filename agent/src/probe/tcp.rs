@@ -1,7 +1,7 @@
 //! The `tcpSocket` handler: healthy when a TCP connection to host:port opens within the
 //! timeout (kubelet `pkg/probe/tcp`); the connection is closed at once.
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::outcome::Outcome;
@@ -26,14 +26,12 @@ pub fn probe(
     }
 }
 
-/// Opens a TCP connection to `host:port`, trying each resolved address until `timeout` is
-/// spent; the error names the address and keeps the OS error, like Go's `dial tcp`.
+/// Opens a TCP connection to `host:port`, resolving a name and trying each address until
+/// `timeout` is spent (the lookup included, see [`super::resolve`]); the error names the
+/// address and keeps the OS error, like Go's `dial tcp`.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, String> {
     let deadline = Instant::now() + timeout;
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("dial tcp {host}:{port}: lookup: {e}"))?
-        .collect();
+    let addrs = super::resolve::resolve(host, port, deadline)?;
     let mut last = format!("dial tcp {host}:{port}: no addresses");
     for addr in addrs {
         let remaining = deadline.saturating_duration_since(Instant::now());

@@ -31,7 +31,8 @@ pub enum WaitReason {
     /// The runtime failed to create or start it.
     RunContainerError,
     /// Held by `podvisor.io/after` until the named pods are Ready.
-    WaitingForDependencies,
+    #[serde(alias = "WaitingForDependencies")]
+    WaitingForDependency,
     /// Any other reason, as written.
     Other(String),
 }
@@ -47,7 +48,7 @@ impl WaitReason {
             Self::ImagePullBackOff => "ImagePullBackOff",
             Self::CreateContainerConfigError => "CreateContainerConfigError",
             Self::RunContainerError => "RunContainerError",
-            Self::WaitingForDependencies => "WaitingForDependencies",
+            Self::WaitingForDependency => "WaitingForDependency",
             Self::Other(s) => s,
         }
     }

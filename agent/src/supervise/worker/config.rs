@@ -45,6 +45,11 @@ pub trait BundleMaker: Send {
     /// Called when a container run started (the integration starts its probes here).
     fn on_started(&mut self, _pod: &Pod, _container: &Container, _pid: i32, _container_id: &str) {}
 
+    /// Called when the worker re-adopts a run that was already running (an agent restart or
+    /// a lost shim): the integration resumes its probes here, trusting the run's earlier
+    /// readiness until a probe says otherwise (as the kubelet does after its restart).
+    fn on_adopted(&mut self, _pod: &Pod, _container: &Container, _pid: i32, _container_id: &str) {}
+
     /// Called when a container run ended (the integration stops its probes here).
     fn on_exited(&mut self, _pod: &Pod, _container: &Container) {}
 }
@@ -64,6 +69,28 @@ pub enum ProbeUpdate {
         /// The kubelet's message (`Container app failed liveness probe, will be restarted`).
         message: String,
     },
+    /// A verdict about one run of the container (its container ID, `podvisor://<id>`): it
+    /// is applied only while that run is the container's current one, so a result about a
+    /// run that has since exited never lands on its successor.
+    ForRun {
+        /// The container ID of the run the verdict is about.
+        run: String,
+        /// The verdict.
+        update: Box<ProbeUpdate>,
+    },
+}
+
+impl ProbeUpdate {
+    /// The verdict to apply to a container whose current run is `current` (`None`: not
+    /// running): the plain verdict, or `None` when it is about another run.
+    pub fn for_current(self, current: Option<&str>) -> Option<ProbeUpdate> {
+        match self {
+            ProbeUpdate::ForRun { run, update } => (current == Some(run.as_str()))
+                .then_some(*update)?
+                .for_current(current),
+            plain => current.is_some().then_some(plain),
+        }
+    }
 }
 
 /// Where things live and how supervision is tuned.
@@ -83,4 +110,49 @@ pub struct WorkerConfig {
     pub rotate: RotateConfig,
     /// Skip limits whose controller is missing.
     pub cgroup_best_effort: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn for_run(run: &str, update: ProbeUpdate) -> ProbeUpdate {
+        ProbeUpdate::ForRun {
+            run: run.into(),
+            update: Box::new(update),
+        }
+    }
+
+    #[test]
+    fn verdicts_apply_only_to_the_run_they_are_about() {
+        let ready = ProbeUpdate::Ready(true);
+        // (verdict, the container's current run, what the worker applies)
+        let table = [
+            (
+                for_run("podvisor://a-0", ready.clone()),
+                Some("podvisor://a-0"),
+                Some(ready.clone()),
+            ),
+            (
+                for_run("podvisor://a-0", ready.clone()),
+                Some("podvisor://a-1"),
+                None,
+            ),
+            (for_run("podvisor://a-0", ready.clone()), None, None),
+            (ready.clone(), Some("podvisor://a-1"), Some(ready.clone())),
+            (ready.clone(), None, None),
+            (
+                for_run("podvisor://a-1", ProbeUpdate::Started(false)),
+                Some("podvisor://a-1"),
+                Some(ProbeUpdate::Started(false)),
+            ),
+        ];
+        for (update, current, want) in table {
+            assert_eq!(
+                update.clone().for_current(current),
+                want,
+                "{update:?} on {current:?}"
+            );
+        }
+    }
 }

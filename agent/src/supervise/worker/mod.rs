@@ -353,6 +353,32 @@ impl Worker {
                     format!("container {c} was lost"),
                 );
             }
+            self.resume_probes();
+        }
+    }
+
+    /// Probes of the runs found running (their view stays started and ready until a probe
+    /// of the resumed prober says otherwise).
+    fn resume_probes(&mut self) {
+        let running: Vec<(String, i32, String)> = self
+            .state
+            .containers
+            .iter()
+            .filter_map(|r| {
+                let run = r.running.as_ref()?;
+                Some((r.name.clone(), run.pid, r.container_id.clone()?))
+            })
+            .collect();
+        for (name, pid, id) in running {
+            if let Some((spec, _)) = containers(&self.pod)
+                .into_iter()
+                .find(|(c, _)| c.name == name)
+            {
+                let spec = spec.clone();
+                // The resumed prober starts from started and ready; so does this view.
+                self.probes.remove(&name);
+                self.maker.on_adopted(&self.pod, &spec, pid, &id);
+            }
         }
     }
 
@@ -382,14 +408,16 @@ impl Worker {
 
     /// Applies a prober's verdict.
     fn probe_update(&mut self, shim: &mut PodShim, container: &str, update: ProbeUpdate) {
-        let running = self
+        let current = self
             .state
             .containers
             .iter()
-            .any(|r| r.name == container && r.running.is_some());
-        if !running {
-            return; // a late verdict about a run that already ended
-        }
+            .find(|r| r.name == container && r.running.is_some())
+            .map(|r| r.container_id.as_deref().unwrap_or_default());
+        // A late verdict about a run that already ended (or about an earlier run) is dropped.
+        let Some(update) = update.for_current(current) else {
+            return;
+        };
         let view = self.probes.entry(container.to_string()).or_default();
         match update {
             ProbeUpdate::Started(b) => view.started = b,
@@ -397,6 +425,7 @@ impl Worker {
             ProbeUpdate::Restart { grace, message } => {
                 self.kill_for_restart(shim, container, grace, message)
             }
+            ProbeUpdate::ForRun { .. } => {} // unwrapped by for_current
         }
     }
 
