@@ -35,11 +35,15 @@ spec:
 YAML
 }
 
+GO=/run/vmtest-forkbomb
+
 bomb_manifest() {
 	# The classic shell fork bomb (each call forks itself twice through a pipe, in the
 	# background); its "can't fork" errors go to /dev/null, not to the pod's log. The main
-	# shell keeps the container running.
-	cat <<'YAML'
+	# shell keeps the container running. It goes off only once the check has seen pids.max
+	# set (the file go in a hostPath directory), so an agent without the limit fails the
+	# check before an unbounded bomb could take the VM down.
+	cat <<YAML
 apiVersion: v1
 kind: Pod
 metadata: {name: forkbomb}
@@ -49,7 +53,12 @@ spec:
   - name: bomb
     image: busybox:podvisor-test
     imagePullPolicy: Never
-    command: ["/bin/sh", "-c", "exec 2>/dev/null; bomb() { bomb | bomb & }; bomb; while true; do sleep 1; done"]
+    command: ["/bin/sh", "-c", "until [ -e /ctl/go ]; do sleep 0.2; done; exec 2>/dev/null; bomb() { bomb | bomb & }; bomb; while true; do sleep 1; done"]
+    volumeMounts:
+    - {name: ctl, mountPath: /ctl, readOnly: true}
+  volumes:
+  - name: ctl
+    hostPath: {path: $GO, type: DirectoryOrCreate}
 YAML
 }
 
@@ -68,6 +77,7 @@ check() {
 	step "start the fork bomb"
 	# However the check ends (a failed assertion exits), the bomb does not outlive it.
 	trap 'rm -f "$AGENT_MANIFESTS/forkbomb.yaml"' EXIT
+	rm -f "$GO/go"
 	bomb_manifest >"$AGENT_MANIFESTS/forkbomb.yaml"
 	wait_until 30 "forkbomb-vmtest Running" pod_running forkbomb-vmtest
 	uid=$(pod_uid forkbomb-vmtest)
@@ -75,6 +85,7 @@ check() {
 	dir=$pod/bomb
 	expect_eq "$POD_MAX_PIDS" "$(read_file "$pod/pids.max")" "pids.max of the bomb's pod cgroup (--pod-max-pids)"
 	expect_eq "$POD_MAX_PIDS" "$(read_file "$dir/pids.max")" "pids.max of the bomb's container cgroup"
+	mkdir -p "$GO" && : >"$GO/go"
 	wait_until 30 "the bomb to hit pids.max ($dir/pids.events max >= 1)" limit_hit "$dir"
 
 	step "watch the node for 8 s while the bomb runs"
