@@ -41,6 +41,10 @@ pub struct AgentArgs {
     /// The cgroup (relative to the cgroup2 root) under which `pods/` is made.
     #[arg(long, default_value = "/podvisor")]
     pub cgroup_parent: String,
+    /// Maximum number of processes (threads) per pod, like the kubelet's `--pod-max-pids`:
+    /// `pids.max` of the pod cgroup and of each container's; -1 (default) for no limit.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub pod_max_pids: i64,
     /// Stop every pod when the agent exits (default: leave them running for the next agent).
     #[arg(long)]
     pub stop_pods_on_exit: bool,

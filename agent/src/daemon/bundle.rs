@@ -3,6 +3,8 @@
 //! Steps, each failure becoming the container's waiting reason (the worker retries with
 //! backoff; other pods are not affected):
 //! `prepare_pod` (once per pod: etc-hosts, resolv.conf, volumes, hostPath checks) →
+//! `ensure_pod_cgroup` (every run: the QoS and pod cgroups with all controllers enabled,
+//! the pod's `pids.max`; see [`super::pod_cgroup`]) →
 //! `ensure_image` (the `imagePullPolicy` decision, pulling when it says so) →
 //! `prepare_rootfs` (one overlay per run; the previous run's is removed) →
 //! `translate` (Pod → OCI spec, joining the pod namespaces the shim holds) → `config.json`.
@@ -89,6 +91,28 @@ impl PodBundles {
         Ok(())
     }
 
+    /// Makes the pod cgroup (and its QoS parents) before a container goes in it; a problem
+    /// that does not stop the container (a controller that cannot be enabled) is logged.
+    fn ensure_pod_cgroup(&self) -> Result<(), BundleError> {
+        let Ok(mount) = podvisor_runtime::cgroup::mount_point() else {
+            // No cgroup2 mount: the runtime reports that when it creates the container.
+            return Ok(());
+        };
+        let rel =
+            translate::resources::pod_cgroup(&self.ctx.cgroup_parent, self.pod.qos, &self.pod.uid);
+        let warnings =
+            super::pod_cgroup::ensure(&mount, &rel, self.ctx.pod_pids_limit).map_err(|e| {
+                BundleError {
+                    reason: WaitReason::CreateContainerConfigError,
+                    message: e.to_string(),
+                }
+            })?;
+        for w in warnings {
+            tracing::warn!(uid = %self.pod.uid, "{w}");
+        }
+        Ok(())
+    }
+
     fn ensure_image(&self, c: &Container) -> Result<String, BundleError> {
         let image = c.image.clone().unwrap_or_default();
         let reference = Reference::parse(&image).map_err(|e| BundleError {
@@ -137,6 +161,7 @@ impl BundleMaker for PodBundles {
         namespaces: &BTreeMap<String, PathBuf>,
     ) -> Result<PathBuf, BundleError> {
         self.prepare_pod()?;
+        self.ensure_pod_cgroup()?;
         self.namespaces.clone_from(namespaces);
         let image = self.ensure_image(c)?;
         if attempt > 0 {

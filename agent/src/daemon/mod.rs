@@ -23,6 +23,7 @@ pub mod bundle;
 pub mod cleanup;
 pub mod mirror_feed;
 pub mod order_gate;
+pub mod pod_cgroup;
 pub mod pods;
 pub mod probes;
 
@@ -197,6 +198,7 @@ fn pod_env(
     base_ctx.cgroup_parent = args.cgroup_parent.clone();
     base_ctx.node_hostname = node.to_owned();
     base_ctx.host_ip = args.mirror.node_ip.clone().unwrap_or_default();
+    base_ctx.pod_pids_limit = (args.pod_max_pids > 0).then_some(args.pod_max_pids);
     Ok(PodEnv {
         worker: WorkerConfig {
             exe,

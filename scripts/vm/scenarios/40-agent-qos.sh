@@ -1,7 +1,8 @@
 # Scenario: podvisor agent as PID 1 places pods in the QoS tree of cgroup v2 and applies their
 # limits: a Guaranteed pod under pods/guaranteed with memory.max and cpu.max from its limits,
 # a Burstable pod under pods/burstable with its memory limit, a BestEffort pod under
-# pods/besteffort with no limit; each container's process is in its own cgroup. The
+# pods/besteffort with no limit but the memory, cpu and pids controllers enabled down to its
+# pod cgroup (as the kubelet's tree has them); each container's process is in its own cgroup. The
 # containers have exec readiness probes (run through the runtime's exec, with podvisor's init
 # as PID 1), and a pod counts as running only once it is ready. Probes on all three pods at
 # once: before the exec hand-over fix in runtime/src/container/create.rs (an exec'd process
@@ -60,8 +61,18 @@ check() {
 	expect_eq 33554432 "$(read_file "$dir_guaranteed/memory.max")" "memory.max of the Guaranteed container"
 	expect_eq "10000 100000" "$(read_file "$dir_guaranteed/cpu.max")" "cpu.max of the Guaranteed container (100m)"
 	expect_eq 67108864 "$(read_file "$dir_burstable/memory.max")" "memory.max of the Burstable container"
-	# No limit: memory.max is "max", or absent when the runtime enabled no memory controller there.
-	be=$(cat "$dir_besteffort/memory.max" 2>/dev/null || echo "max (no memory controller)")
-	case "$be" in max*) echo "ok: BestEffort memory.max: $be" ;; *) fail "memory.max of the BestEffort container: want no limit, got '$be'" ;; esac
-	pass "pods/guaranteed (memory.max 32Mi, cpu.max 10000/100000), pods/burstable (memory.max 64Mi), pods/besteffort ($be); each process in its container's cgroup"
+	# No limit, but the controllers are there as under the kubelet's kubepods/besteffort: the
+	# agent enables every controller down to the pod cgroup (agent/src/daemon/pod_cgroup.rs),
+	# so a BestEffort container has memory.max "max", memory.current and pids accounting.
+	for d in /sys/fs/cgroup /sys/fs/cgroup/podvisor $PODS_CG $PODS_CG/besteffort "${dir_besteffort%/c}"; do
+		sc=$(read_file "$d/cgroup.subtree_control")
+		for c in cpu memory pids; do
+			case " $sc " in *" $c "*) ;; *) fail "$d/cgroup.subtree_control lacks $c (has: $sc)" ;; esac
+		done
+	done
+	echo "ok: cpu memory pids in cgroup.subtree_control from the root down to ${dir_besteffort%/c}"
+	expect_eq max "$(read_file "$dir_besteffort/memory.max")" "memory.max of the BestEffort container"
+	be_mem=$(read_file "$dir_besteffort/memory.current")
+	expect_ge 1 "$be_mem" "memory.current of the BestEffort container (accounted)"
+	pass "pods/guaranteed (memory.max 32Mi, cpu.max 10000/100000), pods/burstable (memory.max 64Mi), pods/besteffort (memory.max max, memory.current $be_mem, cpu memory pids enabled down to the pod); each process in its container's cgroup"
 }
