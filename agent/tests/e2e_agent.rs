@@ -18,6 +18,8 @@ use serde_json::Value;
 mod e2e_exec;
 #[path = "fake_api/mod.rs"]
 mod fake_api;
+#[path = "e2e/kill9_twenty_pods.rs"]
+mod kill9_twenty_pods;
 
 const BIN: &str = env!("CARGO_BIN_EXE_podvisor");
 const IMAGE: &str = "busybox:podvisor-test";
@@ -1260,6 +1262,7 @@ fn main() {
             "agent_kill9_then_restart_readopts_without_restarts",
             agent_kill9_then_restart_readopts_without_restarts,
         ),
+        ("agent_kill9_with_20_pods", kill9_twenty_pods::case),
     ];
     let only = std::env::var("E2E_ONLY").unwrap_or_default();
     let (mut passed, mut failed) = (0, 0);

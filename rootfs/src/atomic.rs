@@ -77,6 +77,20 @@ pub fn write_file(dest: &Path, bytes: &[u8]) -> Result<()> {
     tmp.commit(dest)
 }
 
+/// Writes `bytes` to `dest` atomically for readers (a temporary file renamed into place: a
+/// reader sees the old or the complete new content) but without fsync: for records whose
+/// meaning does not survive a machine crash anyway, so that writing them costs no disk
+/// flush in a latency-critical path. After a crash such a file may be missing or empty;
+/// its readers must treat that as "no record".
+pub fn replace_file(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    let mut tmp = TempFile::create_in(dir, "write")?;
+    tmp.file()
+        .write_all(bytes)
+        .map_err(|e| Error::io("write", dest, e))?;
+    fs::rename(&tmp.path, dest).map_err(|e| Error::io("rename into place", dest, e))
+}
+
 /// fsyncs the directory containing `path`, making a rename or creation in it durable.
 pub fn sync_parent(path: &Path) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));

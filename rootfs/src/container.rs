@@ -64,17 +64,22 @@ impl Store {
         let layers = self.ensure_layers(&image)?;
         let dir = self.containers.join(id);
         let path = dir.join("rootfs");
-        if let Some(rec) = self.record(id)? {
-            if rec.manifest == image.manifest_digest
-                && (rec.kind == RootfsKind::Copy || is_mountpoint(&path))
-            {
-                return Ok(PreparedRootfs {
-                    path,
-                    kind: rec.kind,
-                    image,
-                });
+        match self.record(id) {
+            Ok(Some(rec)) => {
+                if rec.manifest == image.manifest_digest
+                    && (rec.kind == RootfsKind::Copy || is_mountpoint(&path))
+                {
+                    return Ok(PreparedRootfs {
+                        path,
+                        kind: rec.kind,
+                        image,
+                    });
+                }
+                self.remove_container(id)?;
             }
-            self.remove_container(id)?;
+            Ok(None) => {}
+            // A record a machine crash left torn (it is written without fsync): start over.
+            Err(_) => self.remove_container(id)?,
         }
         for sub in ["upper", "work", "rootfs"] {
             let p = dir.join(sub);
@@ -160,10 +165,14 @@ impl Store {
         }
     }
 
+    /// Written without fsync (it is on every container start's path, and an fsync costs
+    /// 10-30 ms on a busy disk): the record only matters while its root filesystem can be
+    /// mounted, which a machine crash ends; a record lost or left empty by a crash reads as
+    /// no record ([`Self::containers`] skips it), and the next prepare of the id rewrites it.
     fn write_record(&self, rec: &ContainerRecord) -> Result<()> {
         let bytes =
             serde_json::to_vec_pretty(rec).map_err(|e| Error::format("container record", e))?;
-        atomic::write_file(&self.containers.join(&rec.id).join("image.json"), &bytes)
+        atomic::replace_file(&self.containers.join(&rec.id).join("image.json"), &bytes)
     }
 
     /// Manifest digests used by prepared containers.

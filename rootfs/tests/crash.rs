@@ -149,3 +149,35 @@ fn kill_9_during_import_leaves_a_usable_store() {
         "too few children were killed mid-import ({killed}) for the test to mean anything"
     );
 }
+
+/// A container record is written without fsync (it is on every container start's path): a
+/// machine crash may leave it empty. The next prepare of that id starts over and works, and
+/// listing the containers (what GC reads) skips the torn record instead of failing.
+#[test]
+fn a_torn_container_record_is_prepared_again() {
+    if !require_root("a_torn_container_record_is_prepared_again") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = build_image(&tmp.path().join("img"));
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    store.import(&img.archive).unwrap();
+    let first = store.prepare(TEST_REF, "torn").unwrap();
+    fs::write(first.path.join("etc/motd"), "written by the first run").unwrap();
+    store.remove_container("torn").unwrap();
+    // As after a crash: the directory is there, the overlay is not mounted, the record empty.
+    let dir = tmp.path().join("store/containers/torn");
+    fs::create_dir_all(dir.join("upper/etc")).unwrap();
+    fs::write(dir.join("upper/etc/motd"), "stale upper layer").unwrap();
+    fs::create_dir_all(dir.join("rootfs")).unwrap();
+    fs::write(dir.join("image.json"), "").unwrap();
+    assert!(store.containers().unwrap().is_empty());
+    let again = store.prepare(TEST_REF, "torn").unwrap();
+    let motd = fs::read_to_string(again.path.join("etc/motd")).unwrap();
+    assert_eq!(
+        motd, "podvisor test image\n",
+        "the stale upper layer was kept"
+    );
+    assert_eq!(store.containers().unwrap().len(), 1);
+    store.remove_container("torn").unwrap();
+}

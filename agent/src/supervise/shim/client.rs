@@ -1,20 +1,20 @@
 //! The agent's side of a shim: spawning `podvisor shim` for a pod, connecting to its
 //! socket, sending requests and receiving pushed exits.
 //!
-//! A reader thread per connection decodes the shim's lines: answers go back to the
-//! caller of [`ShimClient::request`], `exited` pushes go to the supervisor's callback.
-//! The thread blocks in `read(2)`, so an idle pod costs no CPU.
+//! The shared reader thread ([`super::mux`]) decodes the shim's lines: answers go back to
+//! the caller of [`ShimClient::request`], `exited` pushes go to the supervisor's callback.
+//! It blocks in `epoll_wait`, so an idle pod costs no CPU and no thread of its own.
 
 use std::fs::OpenOptions;
-use std::io::{self, BufReader};
+use std::io;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::mux::Registration;
 use super::protocol::{self, PROTOCOL_VERSION, ProtocolError, Reply, Request};
 use super::server::ShimArgs;
 use crate::supervise::exit::ExitRecord;
@@ -22,6 +22,9 @@ use crate::supervise::state::PodStateDir;
 
 /// How long a request may take (creating a container includes its whole set-up).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long dropping a client waits for the reader to let go of its connection.
+const READER_RELEASE: Duration = Duration::from_secs(5);
 
 /// How long a shim may take to answer `hello` (a socket nobody accepts on is dead).
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -72,13 +75,13 @@ pub enum ShimEvent {
 pub struct ShimClient {
     stream: UnixStream,
     replies: Receiver<Reply>,
-    reader: Option<JoinHandle<()>>,
+    reader: Option<Registration>,
     /// The shim's pid.
     pub shim_pid: i32,
 }
 
 impl ShimClient {
-    /// Connects to `socket`, greets the shim and starts the reader thread; `on_event` is
+    /// Connects to `socket`, greets the shim and registers with the reader thread; `on_event` is
     /// called (on that thread) for every exit the shim pushes, and once with
     /// [`ShimEvent::Closed`] when the connection ends.
     pub fn connect(
@@ -96,27 +99,28 @@ impl ShimClient {
             source,
         })?;
         let (tx, replies) = mpsc::channel();
-        let reader = std::thread::Builder::new()
-            .name("shim-reader".into())
-            .spawn(move || {
-                let mut input = BufReader::new(read_half);
-                while let Ok(msg) = protocol::read_message::<Reply>(&mut input) {
-                    match msg {
-                        Reply::Exited(exit) => on_event(ShimEvent::Exited(exit)),
-                        other => {
-                            if tx.send(other).is_err() {
-                                break;
-                            }
-                        }
-                    }
+        let handler = move |line: Option<&[u8]>| {
+            let delivered = match line.map(protocol::decode::<Reply>) {
+                Some(Ok(Reply::Exited(exit))) => {
+                    on_event(ShimEvent::Exited(exit));
+                    true
                 }
+                Some(Ok(other)) => tx.send(other).is_ok(),
+                None | Some(Err(_)) => false,
+            };
+            // The end, an undecodable line or nobody left for answers: closed.
+            if !delivered {
                 on_event(ShimEvent::Closed);
-            })
-            .map_err(|source| ShimClientError::Io {
-                what: "spawn reader thread for",
+            }
+            delivered
+        };
+        let reader = super::mux::register(read_half, Box::new(handler)).map_err(|source| {
+            ShimClientError::Io {
+                what: "read from",
                 path: socket.to_path_buf(),
                 source,
-            })?;
+            }
+        })?;
         let mut client = Self {
             stream,
             replies,
@@ -163,7 +167,7 @@ impl Drop for ShimClient {
     fn drop(&mut self) {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
         if let Some(r) = self.reader.take() {
-            let _ = r.join();
+            r.wait_ended(READER_RELEASE);
         }
     }
 }

@@ -3,5 +3,7 @@
 pub mod client;
 pub mod config;
 pub mod handle;
+pub mod mux;
 pub mod protocol;
+pub mod reaper;
 pub mod server;

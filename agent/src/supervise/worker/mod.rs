@@ -24,6 +24,7 @@ use super::record::{ContainerRecord, WaitReason};
 use super::shim::client::{ShimEvent, spawn_shim};
 use super::shim::handle::PodShim;
 use super::shim::protocol::Request;
+use super::shim::reaper;
 use super::shim::server::ShimArgs;
 use super::state::{PodState, PodStateDir, STATE_VERSION};
 use super::status::ProbeView;
@@ -232,7 +233,7 @@ impl Worker {
             log_max_files: self.config.rotate.max_files,
             cgroup_best_effort: self.config.cgroup_best_effort,
         };
-        let mut child = spawn_shim(
+        let child = spawn_shim(
             &self.config.exe,
             &self.config.state_root,
             &args,
@@ -240,10 +241,8 @@ impl Worker {
         )
         .map_err(|e| e.to_string())?;
         // The shim outlives this worker (and the agent); while the agent lives it is the
-        // shim's parent, so a blocked thread collects its exit status (no CPU, no zombie).
-        let _ = std::thread::Builder::new()
-            .name("shim-waiter".into())
-            .spawn(move || child.wait());
+        // shim's parent: the reaper thread collects its exit status (no zombie).
+        reaper::reap(child);
         PodShim::connect_with(&sock, on_exit).map_err(|e| e.to_string())
     }
 
