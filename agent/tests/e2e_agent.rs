@@ -276,7 +276,25 @@ fn manifest_dropped_runs_and_ps_says_running(img: &Path) -> Outcome {
     ensure(logs.trim() == "started", || format!("logs: {logs:?}"))?;
     ensure(pod["status"]["qosClass"] == "BestEffort", || {
         format!("qosClass {}", pod["status"]["qosClass"])
-    })
+    })?;
+    // image: as written; imageID: the repo digest, as containerd's CRI plugin reports it.
+    let c = container(&pod, "containerStatuses", "main").unwrap();
+    let image_id = c["imageID"].as_str().unwrap_or_default();
+    let digest = image_id.split_once("@sha256:").map_or("", |(_, d)| d);
+    ensure(
+        c["image"] == IMAGE
+            && image_id.starts_with("docker.io/library/busybox@sha256:")
+            && digest.len() == 64
+            && c["containerID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("podvisor://")),
+        || {
+            format!(
+                "image {}, imageID {}, containerID {}",
+                c["image"], c["imageID"], c["containerID"]
+            )
+        },
+    )
 }
 
 fn crashing_container_restarts_with_backoff(img: &Path) -> Outcome {
@@ -687,6 +705,17 @@ fn kubeconfig_mirrors_the_pod_with_its_status(img: &Path) -> Outcome {
     ensure(
         annotations["kubernetes.io/config.mirror"].is_string(),
         || format!("not a mirror pod: {annotations}"),
+    )?;
+    let cs = &mirror["status"]["containerStatuses"][0];
+    ensure(
+        cs["image"] == IMAGE
+            && cs["imageID"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("docker.io/library/busybox@sha256:"))
+            && cs["containerID"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("podvisor://")),
+        || format!("mirror container status: {cs}"),
     )?;
     let node_registered = api.store.lock().unwrap().nodes.contains_key(NODE);
     ensure(node_registered, || "the Node was not registered".into())?;

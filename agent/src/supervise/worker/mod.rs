@@ -520,8 +520,12 @@ impl Worker {
                 self.probes.insert(name.to_string(), view);
                 self.maker
                     .on_started(&self.pod, &spec, started.pid, &format!("podvisor://{id}"));
+                let image_id = self.maker.image_id(&spec);
                 if let Some(r) = self.record(name) {
                     r.restart_count = attempt;
+                    if image_id.is_some() {
+                        r.image_id = image_id;
+                    }
                     r.started(
                         started.pid,
                         started.started_at,
