@@ -599,7 +599,16 @@ fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
 }
 
 fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
-    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--backoff-initial",
+            "300ms",
+            "--backoff-max",
+            "1200ms",
+        ],
+    );
     w.start_agent();
     let missing = "  - name: c\n    image: example.invalid/nothing:1\n    imagePullPolicy: Never\n    command: [\"true\"]\n";
     w.write_manifest("bad.yaml", &pod_yaml("noimage", "", missing));
@@ -620,7 +629,76 @@ fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
     })?;
     ensure(phase(&bad) == "Pending", || {
         format!("bad pod phase {}", phase(&bad))
+    })?;
+    pull_failure_backs_off_with_its_own_reasons(&w)
+}
+
+/// A pull from a registry that refuses connections (a loopback port nothing listens on):
+/// `ErrImagePull` right after each failure, `ImagePullBackOff` while waiting (300 ms
+/// doubling to the 1.2 s cap here), no container restart counted, the other pods run on.
+fn pull_failure_backs_off_with_its_own_reasons(w: &World) -> Outcome {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound then dropped: nothing listens there now
+    let image = format!("127.0.0.1:{port}/nothing:1");
+    let c = format!(
+        "  - name: c\n    image: {image}\n    imagePullPolicy: Always\n    command: [\"true\"]\n"
+    );
+    w.write_manifest("pull.yaml", &pod_yaml("pullfail", "", &c));
+    let mut seen = Vec::<String>::new();
+    let t0 = Instant::now();
+    let pod = wait_for("ErrImagePull then ImagePullBackOff", 40, || {
+        let p = w.pod("pullfail-e2e")?;
+        let reason = container(&p, "containerStatuses", "c")?["state"]["waiting"]["reason"]
+            .as_str()?
+            .to_string();
+        if seen.last() != Some(&reason) {
+            seen.push(reason);
+        }
+        (seen.iter().any(|r| r == "ErrImagePull")
+            && seen.iter().any(|r| r == "ImagePullBackOff")
+            && t0.elapsed() > Duration::from_secs(8))
+        .then_some(p)
     })
+    .map_err(|e| format!("{e}; seen {seen:?}"))?;
+    println!("    pull waiting reasons seen in order: {seen:?}");
+    let c = container(&pod, "containerStatuses", "c").unwrap();
+    ensure(c["restartCount"] == 0, || {
+        format!("a pull failure counted as a restart: {c}")
+    })?;
+    let waiting = &c["state"]["waiting"];
+    ensure(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&image)),
+        || format!("the waiting message does not name the image: {waiting}"),
+    )?;
+    let events: Vec<Value> =
+        serde_json::from_str(&w.cli(&["events", "--pod", "pullfail-e2e", "-o", "json"])?)
+            .map_err(|e| e.to_string())?;
+    let tries = events
+        .iter()
+        .filter(|e| e["reason"] == "Failed")
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum::<u64>();
+    println!(
+        "    pull attempts in {:.1}s: {tries}",
+        t0.elapsed().as_secs_f64()
+    );
+    ensure(tries >= 2, || {
+        format!("the pull was not retried: {events:?}")
+    })?;
+    ensure(events.iter().any(|e| e["reason"] == "BackOff"), || {
+        format!("no BackOff event: {events:?}")
+    })?;
+    let good = w.pod("good-e2e").ok_or("good-e2e vanished")?;
+    ensure(
+        phase(&good) == "Running"
+            && container(&good, "containerStatuses", "c").is_some_and(|c| c["restartCount"] == 0),
+        || format!("the good pod was disturbed: {}", good["status"]),
+    )
 }
 
 fn manifest_removed_while_agent_down_is_stopped_on_start(img: &Path) -> Outcome {

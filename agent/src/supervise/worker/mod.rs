@@ -19,7 +19,11 @@ use super::adopt::{apply_recorded_exit, cleanup_dead_shim, container_id, reconci
 use super::events::{EventType, NewEvent};
 use super::exit::ExitRecord;
 use super::phase::{PodFacts, pod_status};
-use super::podplan::{PodAction, apply_start_failure, containers, ensure_records, next_actions};
+use super::podplan::{
+    PodAction, apply_pull_backoff, apply_pull_failure, apply_start_failure, containers,
+    ensure_records, next_actions,
+};
+use super::pull_backoff::PullBackoff;
 use super::record::{ContainerRecord, WaitReason};
 use super::shim::client::{ShimEvent, spawn_shim};
 use super::shim::handle::PodShim;
@@ -144,6 +148,8 @@ struct Worker {
     begun: Option<std::time::Instant>,
     /// Probe results per container (absent: no probes, so started and ready).
     probes: BTreeMap<String, ProbeView>,
+    /// Image pull backoff per image of this pod (in memory, as the kubelet's).
+    pull_backoff: PullBackoff,
 }
 
 impl Worker {
@@ -160,6 +166,7 @@ impl Worker {
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
         let name = meta.name.clone().unwrap_or_default();
         let dir = PodStateDir::new(&config.state_root, &uid);
+        let pull_backoff = PullBackoff::new(config.backoff);
         let logs = PodLogDir::new(&config.log_root, &namespace, &name, &uid);
         let state = PodState {
             version: STATE_VERSION,
@@ -189,6 +196,7 @@ impl Worker {
             stop_requested: false,
             begun: Some(std::time::Instant::now()),
             probes: BTreeMap::new(),
+            pull_backoff,
         }
     }
 
@@ -490,12 +498,36 @@ impl Worker {
         let spec = spec.clone();
         let now = SystemTime::now();
         let backoff = self.config.backoff;
+        let image = spec.image.clone().unwrap_or_default();
+        if let Some(until) = self.pull_backoff.waiting_until(&image, now) {
+            // Another container of the pod failed to pull this image: wait it out too.
+            if let Some(r) = self.record(name) {
+                apply_pull_backoff(r, &image, until);
+            }
+            return;
+        }
         let bundle = match self.maker.make(&self.pod, &spec, attempt, &self.namespaces) {
             Ok(b) => b,
+            Err(e) if e.reason == WaitReason::ErrImagePull => {
+                self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
+                // Measured from the failure, not from the start of a pull that took a while.
+                let retry = self.pull_backoff.failed(&image, now, SystemTime::now());
+                self.event(
+                    Some(name),
+                    EventType::Normal,
+                    "BackOff",
+                    format!("Back-off pulling image \"{image}\""),
+                );
+                if let Some(r) = self.record(name) {
+                    apply_pull_failure(r, e.message, retry);
+                }
+                return;
+            }
             Err(e) => {
                 self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
+                let failed_at = SystemTime::now();
                 if let Some(r) = self.record(name) {
-                    apply_start_failure(r, e.reason, e.message, &backoff, now);
+                    apply_start_failure(r, e.reason, e.message, &backoff, failed_at);
                 }
                 return;
             }
@@ -552,7 +584,14 @@ impl Worker {
                 let message = e.to_string();
                 self.event(Some(name), EventType::Warning, "Failed", message.clone());
                 if let Some(r) = self.record(name) {
-                    apply_start_failure(r, WaitReason::RunContainerError, message, &backoff, now);
+                    let failed_at = SystemTime::now();
+                    apply_start_failure(
+                        r,
+                        WaitReason::RunContainerError,
+                        message,
+                        &backoff,
+                        failed_at,
+                    );
                 }
             }
         }
