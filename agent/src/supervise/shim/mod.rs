@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod config;
+pub mod deadline;
 pub mod handle;
 pub mod protocol;
 pub mod server;

@@ -324,7 +324,10 @@ impl Worker {
             }
         }
         self.stop(&mut shim);
-        let _ = shim.shutdown();
+        if let Err(e) = shim.shutdown() {
+            tracing::warn!(pod = %self.key, error = %e, "shim shutdown");
+            self.event(None, EventType::Warning, "FailedKillPod", e.to_string());
+        }
         let _ = self.dir.remove();
         self.store.remove_pod(&self.key);
         WorkerEnd::Stopped
