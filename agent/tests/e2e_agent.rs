@@ -598,6 +598,77 @@ fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
     })
 }
 
+/// The agent in a cgroup of its own, as systemd runs a service; stopping that cgroup
+/// (`cgroup.kill`, what `systemctl stop` does to a unit) kills the agent only: each shim
+/// lives in a leaf of its pod's cgroup, so shims and containers run on, the next agent
+/// re-adopts them, and removing the pod removes the pod cgroup with the shim's leaf.
+fn agent_cgroup_killed_pods_and_shims_survive(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let root = podvisor_runtime::cgroup::mount_point().unwrap();
+    let unit = root.join(format!("podvisor-e2e-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&unit).map_err(|e| format!("create {}: {e}", unit.display()))?;
+    let enter_unit = |w: &World| {
+        let pid = w.agent.as_ref().unwrap().id();
+        std::fs::write(unit.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("move the agent into {}: {e}", unit.display()))
+    };
+    w.start_agent();
+    enter_unit(&w)?;
+    let marker = format!("e2e-unit-marker-{}", std::process::id());
+    let script = format!("trap 'exit 0' TERM; echo {marker}; while true; do sleep 0.2; done");
+    w.write_manifest("unit.yaml", &pod_yaml("unit", "", &app("c", &script)));
+    let pod = wait_for("unit-e2e Running", 30, || {
+        w.pod("unit-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let id = uid(&pod);
+    let pod_cgroup = format!(
+        "/podvisor-e2e-{}/pods/besteffort/pod{id}",
+        std::process::id()
+    );
+    let shims = processes_with(&format!("shim --uid {id}"));
+    let [shim] = shims[..] else {
+        return Err(format!("expected one shim for {id}, found {shims:?}"));
+    };
+    let shim_cgroup = std::fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap_or_default();
+    ensure(
+        shim_cgroup
+            .lines()
+            .any(|l| l == format!("0::{pod_cgroup}/podvisor_shim")),
+        || format!("the shim is not in its pod's leaf {pod_cgroup}/podvisor_shim: {shim_cgroup}"),
+    )?;
+    let workload = processes_with(&marker);
+    // Stop the "unit": everything in the agent's cgroup is killed at once.
+    std::fs::write(unit.join("cgroup.kill"), "1").map_err(|e| format!("cgroup.kill: {e}"))?;
+    let status = w.agent.take().unwrap().wait().unwrap();
+    ensure(!status.success(), || format!("agent exit {status}"))?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure(
+        processes_with(&marker) == workload
+            && rustix::process::test_kill_process(rustix::process::Pid::from_raw(shim).unwrap())
+                .is_ok(),
+        || "the shim or the container died with the agent's cgroup".into(),
+    )?;
+    w.start_agent();
+    enter_unit(&w)?;
+    let pod = wait_for("unit-e2e re-adopted Running", 30, || {
+        w.pod("unit-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let c = container(&pod, "containerStatuses", "c").unwrap();
+    ensure(c["restartCount"] == 0, || format!("restarted: {c}"))?;
+    w.remove_manifest("unit.yaml");
+    wait_for("unit-e2e gone", 30, || w.pods().is_empty().then_some(()))?;
+    let dir = root.join(pod_cgroup.trim_start_matches('/'));
+    let gone = wait_for("the pod cgroup removed", 10, || {
+        (!dir.exists()).then_some(())
+    });
+    w.stop_agent();
+    let _ = std::fs::remove_dir(&unit);
+    gone.map_err(|e| format!("{e}: {} left", dir.display()))?;
+    ensure(processes_with(&marker).is_empty(), || {
+        "the workload survived its pod".into()
+    })
+}
+
 fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
     let mut w = World::new(
         img,
@@ -1076,6 +1147,10 @@ fn main() {
         (
             "agent_kill9_then_restart_readopts_without_restarts",
             agent_kill9_then_restart_readopts_without_restarts,
+        ),
+        (
+            "agent_cgroup_killed_pods_and_shims_survive",
+            agent_cgroup_killed_pods_and_shims_survive,
         ),
     ];
     let only = std::env::var("E2E_ONLY").unwrap_or_default();

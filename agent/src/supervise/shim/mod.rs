@@ -4,5 +4,6 @@ pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod handle;
+pub mod placement;
 pub mod protocol;
 pub mod server;

@@ -89,4 +89,7 @@ pub struct WorkerConfig {
     pub rotate: RotateConfig,
     /// Skip limits whose controller is missing.
     pub cgroup_best_effort: bool,
+    /// `--cgroup-parent`: each new shim is moved into its pod's cgroup below it
+    /// ([`crate::supervise::shim::placement`]); `None` leaves it in the caller's cgroup.
+    pub cgroup_parent: Option<String>,
 }

@@ -26,7 +26,9 @@ use super::podplan::{
 use super::pull_backoff::PullBackoff;
 use super::record::{ContainerRecord, WaitReason};
 use super::shim::client::{ShimEvent, spawn_shim};
+use super::shim::deadline::wait_exited;
 use super::shim::handle::PodShim;
+use super::shim::placement::{move_into, shim_cgroup};
 use super::shim::protocol::Request;
 use super::shim::server::ShimArgs;
 use super::state::{PodState, PodStateDir, STATE_VERSION};
@@ -34,6 +36,7 @@ use super::status::ProbeView;
 use super::termination::{log_tail_message, read_message_file, termination_message};
 use crate::api::store::{PodEntry, StatusStore};
 use crate::logs::file::PodLogDir;
+use crate::translate::resources::pod_cgroup;
 
 mod config;
 mod post_start;
@@ -247,12 +250,42 @@ impl Worker {
             Duration::from_secs(10),
         )
         .map_err(|e| e.to_string())?;
+        self.place_shim(child.id());
         // The shim outlives this worker (and the agent); while the agent lives it is the
         // shim's parent, so a blocked thread collects its exit status (no CPU, no zombie).
         let _ = std::thread::Builder::new()
             .name("shim-waiter".into())
             .spawn(move || child.wait());
         PodShim::connect_with(&sock, on_exit).map_err(|e| e.to_string())
+    }
+
+    /// Moves a new shim out of the agent's cgroup into its pod's (see
+    /// [`super::shim::placement`]), so that stopping the agent's cgroup spares it.
+    fn place_shim(&self, pid: u32) {
+        let Some(parent) = &self.config.cgroup_parent else {
+            return;
+        };
+        let pod_cgroup = pod_cgroup(parent, crate::pod::qos::pod_qos(&self.pod), &self.uid);
+        let rel = shim_cgroup(&pod_cgroup);
+        let moved = podvisor_runtime::cgroup::mount_point()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|mount| move_into(&mount, &rel, pid));
+        if let Err(e) = moved {
+            // It still works from the agent's cgroup; it just would not survive its stop.
+            tracing::warn!(pod = %self.key, error = %e, "move the shim into its pod's cgroup");
+        }
+    }
+
+    /// After a shutdown, waits (bounded) for the shim process to be gone, so that its
+    /// cgroup leaf can be removed with the pod's cgroup.
+    fn wait_shim_gone(pid: i32) {
+        let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+            return;
+        };
+        if let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let _ = wait_exited(std::os::fd::AsFd::as_fd(&fd), deadline);
+        }
     }
 
     fn run(mut self) -> WorkerEnd {
@@ -324,10 +357,12 @@ impl Worker {
             }
         }
         self.stop(&mut shim);
+        let shim_pid = shim.pid();
         if let Err(e) = shim.shutdown() {
             tracing::warn!(pod = %self.key, error = %e, "shim shutdown");
             self.event(None, EventType::Warning, "FailedKillPod", e.to_string());
         }
+        Self::wait_shim_gone(shim_pid);
         let _ = self.dir.remove();
         self.store.remove_pod(&self.key);
         WorkerEnd::Stopped
