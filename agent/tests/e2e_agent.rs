@@ -170,13 +170,71 @@ impl World {
     }
 }
 
+/// The teardown guard of every case, run when the case returns, fails or panics (the
+/// runner catches the unwind): stops the agent, kills whatever pods are left (their
+/// containers and shims, all below the run's `pods` cgroup), then detaches every mount
+/// left under the temporary root, so the directory can go and a failing run does not
+/// poison the machine with overlay mounts.
 impl Drop for World {
     fn drop(&mut self) {
         self.stop_agent();
         if std::env::var_os("E2E_VERBOSE").is_some() {
             eprintln!("--- agent log ---\n{}", self.agent_log());
         }
+        kill_leftover_pods();
+        for mount in unmount_under(self.dir.path()) {
+            eprintln!("e2e teardown: {mount}");
+        }
     }
+}
+
+/// Kills every process below the run's `pods` cgroup (`cgroup.kill`) and waits until it
+/// is empty (bounded).
+fn kill_leftover_pods() {
+    let Ok(root) = podvisor_runtime::cgroup::mount_point() else {
+        return;
+    };
+    let pods = root.join(format!("podvisor-e2e-{}/pods", std::process::id()));
+    if std::fs::write(pods.join("cgroup.kill"), "1").is_err() {
+        return; // no pods cgroup: nothing ran
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let events = std::fs::read_to_string(pods.join("cgroup.events")).unwrap_or_default();
+        if !events.lines().any(|l| l == "populated 1") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The mount points at or below `root` in a `/proc/self/mountinfo` text, deepest first
+/// (the order to unmount them in).
+fn mounts_under(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(root))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// Lazily detaches (`MNT_DETACH`) every mount at or below `root`; returns one line per
+/// mount that had been left (and whether detaching it failed).
+fn unmount_under(root: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts_under(&info, root)
+        .into_iter()
+        .map(
+            |m| match rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH) {
+                Ok(()) => format!("detached {} left by the case", m.display()),
+                Err(e) => format!("could not detach {}: {e}", m.display()),
+            },
+        )
+        .collect()
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
@@ -555,6 +613,77 @@ fn delete_leaves_nothing(img: &Path) -> Outcome {
         left.push(format!("runtime state {runtime:?}"));
     }
     ensure(left.is_empty(), || format!("left behind: {left:?}"))
+}
+
+/// The teardown finds the mounts below a case's root, deepest first, and nothing else.
+fn teardown_finds_mounts_below_the_root_deepest_first(_img: &Path) -> Outcome {
+    let info = "\
+36 25 0:32 / /tmp/podvisor-e2e.x/root/containers/a/rootfs rw - overlay overlay rw
+37 36 0:33 / /tmp/podvisor-e2e.x/root/containers/a/rootfs/proc rw - proc proc rw
+38 25 0:34 / /tmp/podvisor-e2e.xy/root rw - tmpfs tmpfs rw
+39 25 0:35 / /tmp/podvisor-e2e.x/with\\040space rw - tmpfs tmpfs rw
+40 25 0:36 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
+    let got = mounts_under(info, Path::new("/tmp/podvisor-e2e.x"));
+    let want: Vec<PathBuf> = [
+        "/tmp/podvisor-e2e.x/root/containers/a/rootfs/proc",
+        "/tmp/podvisor-e2e.x/root/containers/a/rootfs",
+        "/tmp/podvisor-e2e.x/with space",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    ensure(got == want, || format!("{got:?}"))
+}
+
+/// A case that fails (here: panics) with its agent killed and its pod still running
+/// (an overlay root filesystem mounted, shim and container alive) and a mount of its own
+/// still leaves nothing: the guard kills the pod, detaches the mounts, removes the root.
+fn failed_case_leaves_no_mount_behind(img: &Path) -> Outcome {
+    let marker = format!("e2e-teardown-marker-{}", std::process::id());
+    let dir = std::sync::Mutex::new(PathBuf::new());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // the panic below is the point: keep it quiet
+    let result = std::panic::catch_unwind(|| {
+        let mut w = World::new(img, &[]);
+        w.start_agent();
+        let script = format!("echo {marker}; while true; do sleep 0.2; done");
+        w.write_manifest("left.yaml", &pod_yaml("left", "", &app("c", &script)));
+        wait_for("left-e2e Running", 30, || {
+            w.pod("left-e2e").filter(|p| phase(p) == "Running")
+        })
+        .unwrap();
+        w.kill9_agent();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts_under(&info, w.path("root").as_path()).is_empty(),
+            "the pod's root filesystem is mounted"
+        );
+        let target = w.path("root/containers/x/rootfs");
+        std::fs::create_dir_all(&target).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &target,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
+        *dir.lock().unwrap() = w.path("");
+        panic!("the case fails with its mount in place");
+    });
+    std::panic::set_hook(hook);
+    ensure(result.is_err(), || "the case did not fail".into())?;
+    let dir = dir.into_inner().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    ensure(mounts_under(&info, &dir).is_empty(), || {
+        format!("mounts left under {}", dir.display())
+    })?;
+    ensure(!dir.exists(), || {
+        format!("{} was not removed", dir.display())
+    })?;
+    ensure(processes_with(&marker).is_empty(), || {
+        "the pod's container outlived the case".into()
+    })
 }
 
 fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
@@ -1102,6 +1231,14 @@ fn main() {
     }
     let tar = images.path().join("busybox.tar");
     let cases: &[Case] = &[
+        (
+            "teardown_finds_mounts_below_the_root_deepest_first",
+            teardown_finds_mounts_below_the_root_deepest_first,
+        ),
+        (
+            "failed_case_leaves_no_mount_behind",
+            failed_case_leaves_no_mount_behind,
+        ),
         (
             "manifest_dropped_runs_and_ps_says_running",
             manifest_dropped_runs_and_ps_says_running,
