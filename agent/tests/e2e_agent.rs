@@ -777,11 +777,21 @@ fn agent_cgroup_killed_pods_and_shims_survive(img: &Path) -> Outcome {
                 .is_ok(),
         || "the shim or the container died with the agent's cgroup".into(),
     )?;
+    // A shim an older agent left in its own cgroup is moved out on re-adoption.
+    std::fs::write(unit.join("cgroup.procs"), shim.to_string())
+        .map_err(|e| format!("move the shim back into the unit: {e}"))?;
     w.start_agent();
     enter_unit(&w)?;
     let pod = wait_for("unit-e2e re-adopted Running", 30, || {
         w.pod("unit-e2e").filter(|p| phase(p) == "Running")
     })?;
+    let shim_cgroup = std::fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap_or_default();
+    ensure(
+        shim_cgroup
+            .lines()
+            .any(|l| l == format!("0::{pod_cgroup}/podvisor_shim")),
+        || format!("the re-adopted shim was not moved to its pod's leaf: {shim_cgroup}"),
+    )?;
     let c = container(&pod, "containerStatuses", "c").unwrap();
     ensure(c["restartCount"] == 0, || format!("restarted: {c}"))?;
     w.remove_manifest("unit.yaml");

@@ -229,6 +229,10 @@ impl Worker {
             });
         };
         if let Ok(shim) = PodShim::connect_with(&sock, on_exit.clone()) {
+            // A shim started by an older agent may still be in that agent's cgroup.
+            if let Ok(pid) = u32::try_from(shim.pid()) {
+                self.place_shim(pid);
+            }
             return Ok(shim);
         }
         cleanup_dead_shim(
@@ -259,8 +263,9 @@ impl Worker {
         PodShim::connect_with(&sock, on_exit).map_err(|e| e.to_string())
     }
 
-    /// Moves a new shim out of the agent's cgroup into its pod's (see
-    /// [`super::shim::placement`]), so that stopping the agent's cgroup spares it.
+    /// Moves a shim out of the agent's cgroup into its pod's (see
+    /// [`super::shim::placement`]), so that stopping the agent's cgroup spares it. A shim
+    /// already there is left as it is (the write is idempotent).
     fn place_shim(&self, pid: u32) {
         let Some(parent) = &self.config.cgroup_parent else {
             return;
