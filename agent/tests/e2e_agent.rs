@@ -172,13 +172,71 @@ impl World {
     }
 }
 
+/// The teardown guard of every case, run when the case returns, fails or panics (the
+/// runner catches the unwind): stops the agent, kills whatever pods are left (their
+/// containers and shims, all below the run's `pods` cgroup), then detaches every mount
+/// left under the temporary root, so the directory can go and a failing run does not
+/// poison the machine with overlay mounts.
 impl Drop for World {
     fn drop(&mut self) {
         self.stop_agent();
         if std::env::var_os("E2E_VERBOSE").is_some() {
             eprintln!("--- agent log ---\n{}", self.agent_log());
         }
+        kill_leftover_pods();
+        for mount in unmount_under(self.dir.path()) {
+            eprintln!("e2e teardown: {mount}");
+        }
     }
+}
+
+/// Kills every process below the run's `pods` cgroup (`cgroup.kill`) and waits until it
+/// is empty (bounded).
+fn kill_leftover_pods() {
+    let Ok(root) = podvisor_runtime::cgroup::mount_point() else {
+        return;
+    };
+    let pods = root.join(format!("podvisor-e2e-{}/pods", std::process::id()));
+    if std::fs::write(pods.join("cgroup.kill"), "1").is_err() {
+        return; // no pods cgroup: nothing ran
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let events = std::fs::read_to_string(pods.join("cgroup.events")).unwrap_or_default();
+        if !events.lines().any(|l| l == "populated 1") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The mount points at or below `root` in a `/proc/self/mountinfo` text, deepest first
+/// (the order to unmount them in).
+fn mounts_under(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(root))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// Lazily detaches (`MNT_DETACH`) every mount at or below `root`; returns one line per
+/// mount that had been left (and whether detaching it failed).
+fn unmount_under(root: &Path) -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mounts_under(&info, root)
+        .into_iter()
+        .map(
+            |m| match rustix::mount::unmount(&m, rustix::mount::UnmountFlags::DETACH) {
+                Ok(()) => format!("detached {} left by the case", m.display()),
+                Err(e) => format!("could not detach {}: {e}", m.display()),
+            },
+        )
+        .collect()
 }
 
 fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
@@ -278,7 +336,25 @@ fn manifest_dropped_runs_and_ps_says_running(img: &Path) -> Outcome {
     ensure(logs.trim() == "started", || format!("logs: {logs:?}"))?;
     ensure(pod["status"]["qosClass"] == "BestEffort", || {
         format!("qosClass {}", pod["status"]["qosClass"])
-    })
+    })?;
+    // image: as written; imageID: the repo digest, as containerd's CRI plugin reports it.
+    let c = container(&pod, "containerStatuses", "main").unwrap();
+    let image_id = c["imageID"].as_str().unwrap_or_default();
+    let digest = image_id.split_once("@sha256:").map_or("", |(_, d)| d);
+    ensure(
+        c["image"] == IMAGE
+            && image_id.starts_with("docker.io/library/busybox@sha256:")
+            && digest.len() == 64
+            && c["containerID"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("podvisor://")),
+        || {
+            format!(
+                "image {}, imageID {}, containerID {}",
+                c["image"], c["imageID"], c["containerID"]
+            )
+        },
+    )
 }
 
 fn crashing_container_restarts_with_backoff(img: &Path) -> Outcome {
@@ -541,6 +617,77 @@ fn delete_leaves_nothing(img: &Path) -> Outcome {
     ensure(left.is_empty(), || format!("left behind: {left:?}"))
 }
 
+/// The teardown finds the mounts below a case's root, deepest first, and nothing else.
+fn teardown_finds_mounts_below_the_root_deepest_first(_img: &Path) -> Outcome {
+    let info = "\
+36 25 0:32 / /tmp/podvisor-e2e.x/root/containers/a/rootfs rw - overlay overlay rw
+37 36 0:33 / /tmp/podvisor-e2e.x/root/containers/a/rootfs/proc rw - proc proc rw
+38 25 0:34 / /tmp/podvisor-e2e.xy/root rw - tmpfs tmpfs rw
+39 25 0:35 / /tmp/podvisor-e2e.x/with\\040space rw - tmpfs tmpfs rw
+40 25 0:36 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw";
+    let got = mounts_under(info, Path::new("/tmp/podvisor-e2e.x"));
+    let want: Vec<PathBuf> = [
+        "/tmp/podvisor-e2e.x/root/containers/a/rootfs/proc",
+        "/tmp/podvisor-e2e.x/root/containers/a/rootfs",
+        "/tmp/podvisor-e2e.x/with space",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    ensure(got == want, || format!("{got:?}"))
+}
+
+/// A case that fails (here: panics) with its agent killed and its pod still running
+/// (an overlay root filesystem mounted, shim and container alive) and a mount of its own
+/// still leaves nothing: the guard kills the pod, detaches the mounts, removes the root.
+fn failed_case_leaves_no_mount_behind(img: &Path) -> Outcome {
+    let marker = format!("e2e-teardown-marker-{}", std::process::id());
+    let dir = std::sync::Mutex::new(PathBuf::new());
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {})); // the panic below is the point: keep it quiet
+    let result = std::panic::catch_unwind(|| {
+        let mut w = World::new(img, &[]);
+        w.start_agent();
+        let script = format!("echo {marker}; while true; do sleep 0.2; done");
+        w.write_manifest("left.yaml", &pod_yaml("left", "", &app("c", &script)));
+        wait_for("left-e2e Running", 30, || {
+            w.pod("left-e2e").filter(|p| phase(p) == "Running")
+        })
+        .unwrap();
+        w.kill9_agent();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts_under(&info, w.path("root").as_path()).is_empty(),
+            "the pod's root filesystem is mounted"
+        );
+        let target = w.path("root/containers/x/rootfs");
+        std::fs::create_dir_all(&target).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            &target,
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            None,
+        )
+        .unwrap();
+        *dir.lock().unwrap() = w.path("");
+        panic!("the case fails with its mount in place");
+    });
+    std::panic::set_hook(hook);
+    ensure(result.is_err(), || "the case did not fail".into())?;
+    let dir = dir.into_inner().unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    ensure(mounts_under(&info, &dir).is_empty(), || {
+        format!("mounts left under {}", dir.display())
+    })?;
+    ensure(!dir.exists(), || {
+        format!("{} was not removed", dir.display())
+    })?;
+    ensure(processes_with(&marker).is_empty(), || {
+        "the pod's container outlived the case".into()
+    })
+}
+
 fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
     let mut w = World::new(img, &["--stop-pods-on-exit"]);
     w.start_agent();
@@ -582,8 +729,98 @@ fn agent_kill9_then_restart_readopts_without_restarts(img: &Path) -> Outcome {
     })
 }
 
+/// The agent in a cgroup of its own, as systemd runs a service; stopping that cgroup
+/// (`cgroup.kill`, what `systemctl stop` does to a unit) kills the agent only: each shim
+/// lives in a leaf of its pod's cgroup, so shims and containers run on, the next agent
+/// re-adopts them, and removing the pod removes the pod cgroup with the shim's leaf.
+fn agent_cgroup_killed_pods_and_shims_survive(img: &Path) -> Outcome {
+    let mut w = World::new(img, &["--stop-pods-on-exit"]);
+    let root = podvisor_runtime::cgroup::mount_point().unwrap();
+    let unit = root.join(format!("podvisor-e2e-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&unit).map_err(|e| format!("create {}: {e}", unit.display()))?;
+    let enter_unit = |w: &World| {
+        let pid = w.agent.as_ref().unwrap().id();
+        std::fs::write(unit.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("move the agent into {}: {e}", unit.display()))
+    };
+    w.start_agent();
+    enter_unit(&w)?;
+    let marker = format!("e2e-unit-marker-{}", std::process::id());
+    let script = format!("trap 'exit 0' TERM; echo {marker}; while true; do sleep 0.2; done");
+    w.write_manifest("unit.yaml", &pod_yaml("unit", "", &app("c", &script)));
+    let pod = wait_for("unit-e2e Running", 30, || {
+        w.pod("unit-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let id = uid(&pod);
+    let pod_cgroup = format!(
+        "/podvisor-e2e-{}/pods/besteffort/pod{id}",
+        std::process::id()
+    );
+    let shims = processes_with(&format!("shim --uid {id}"));
+    let [shim] = shims[..] else {
+        return Err(format!("expected one shim for {id}, found {shims:?}"));
+    };
+    let shim_cgroup = std::fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap_or_default();
+    ensure(
+        shim_cgroup
+            .lines()
+            .any(|l| l == format!("0::{pod_cgroup}/podvisor_shim")),
+        || format!("the shim is not in its pod's leaf {pod_cgroup}/podvisor_shim: {shim_cgroup}"),
+    )?;
+    let workload = processes_with(&marker);
+    // Stop the "unit": everything in the agent's cgroup is killed at once.
+    std::fs::write(unit.join("cgroup.kill"), "1").map_err(|e| format!("cgroup.kill: {e}"))?;
+    let status = w.agent.take().unwrap().wait().unwrap();
+    ensure(!status.success(), || format!("agent exit {status}"))?;
+    std::thread::sleep(Duration::from_millis(500));
+    ensure(
+        processes_with(&marker) == workload
+            && rustix::process::test_kill_process(rustix::process::Pid::from_raw(shim).unwrap())
+                .is_ok(),
+        || "the shim or the container died with the agent's cgroup".into(),
+    )?;
+    // A shim an older agent left in its own cgroup is moved out on re-adoption.
+    std::fs::write(unit.join("cgroup.procs"), shim.to_string())
+        .map_err(|e| format!("move the shim back into the unit: {e}"))?;
+    w.start_agent();
+    enter_unit(&w)?;
+    let pod = wait_for("unit-e2e re-adopted Running", 30, || {
+        w.pod("unit-e2e").filter(|p| phase(p) == "Running")
+    })?;
+    let shim_cgroup = std::fs::read_to_string(format!("/proc/{shim}/cgroup")).unwrap_or_default();
+    ensure(
+        shim_cgroup
+            .lines()
+            .any(|l| l == format!("0::{pod_cgroup}/podvisor_shim")),
+        || format!("the re-adopted shim was not moved to its pod's leaf: {shim_cgroup}"),
+    )?;
+    let c = container(&pod, "containerStatuses", "c").unwrap();
+    ensure(c["restartCount"] == 0, || format!("restarted: {c}"))?;
+    w.remove_manifest("unit.yaml");
+    wait_for("unit-e2e gone", 30, || w.pods().is_empty().then_some(()))?;
+    let dir = root.join(pod_cgroup.trim_start_matches('/'));
+    let gone = wait_for("the pod cgroup removed", 10, || {
+        (!dir.exists()).then_some(())
+    });
+    w.stop_agent();
+    let _ = std::fs::remove_dir(&unit);
+    gone.map_err(|e| format!("{e}: {} left", dir.display()))?;
+    ensure(processes_with(&marker).is_empty(), || {
+        "the workload survived its pod".into()
+    })
+}
+
 fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
-    let mut w = World::new(img, &["--stop-pods-on-exit", "--backoff-initial", "300ms"]);
+    let mut w = World::new(
+        img,
+        &[
+            "--stop-pods-on-exit",
+            "--backoff-initial",
+            "300ms",
+            "--backoff-max",
+            "1200ms",
+        ],
+    );
     w.start_agent();
     let missing = "  - name: c\n    image: example.invalid/nothing:1\n    imagePullPolicy: Never\n    command: [\"true\"]\n";
     w.write_manifest("bad.yaml", &pod_yaml("noimage", "", missing));
@@ -604,7 +841,76 @@ fn bad_image_waits_with_reason_and_other_pods_run(img: &Path) -> Outcome {
     })?;
     ensure(phase(&bad) == "Pending", || {
         format!("bad pod phase {}", phase(&bad))
+    })?;
+    pull_failure_backs_off_with_its_own_reasons(&w)
+}
+
+/// A pull from a registry that refuses connections (a loopback port nothing listens on):
+/// `ErrImagePull` right after each failure, `ImagePullBackOff` while waiting (300 ms
+/// doubling to the 1.2 s cap here), no container restart counted, the other pods run on.
+fn pull_failure_backs_off_with_its_own_reasons(w: &World) -> Outcome {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // bound then dropped: nothing listens there now
+    let image = format!("127.0.0.1:{port}/nothing:1");
+    let c = format!(
+        "  - name: c\n    image: {image}\n    imagePullPolicy: Always\n    command: [\"true\"]\n"
+    );
+    w.write_manifest("pull.yaml", &pod_yaml("pullfail", "", &c));
+    let mut seen = Vec::<String>::new();
+    let t0 = Instant::now();
+    let pod = wait_for("ErrImagePull then ImagePullBackOff", 40, || {
+        let p = w.pod("pullfail-e2e")?;
+        let reason = container(&p, "containerStatuses", "c")?["state"]["waiting"]["reason"]
+            .as_str()?
+            .to_string();
+        if seen.last() != Some(&reason) {
+            seen.push(reason);
+        }
+        (seen.iter().any(|r| r == "ErrImagePull")
+            && seen.iter().any(|r| r == "ImagePullBackOff")
+            && t0.elapsed() > Duration::from_secs(8))
+        .then_some(p)
     })
+    .map_err(|e| format!("{e}; seen {seen:?}"))?;
+    println!("    pull waiting reasons seen in order: {seen:?}");
+    let c = container(&pod, "containerStatuses", "c").unwrap();
+    ensure(c["restartCount"] == 0, || {
+        format!("a pull failure counted as a restart: {c}")
+    })?;
+    let waiting = &c["state"]["waiting"];
+    ensure(
+        waiting["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&image)),
+        || format!("the waiting message does not name the image: {waiting}"),
+    )?;
+    let events: Vec<Value> =
+        serde_json::from_str(&w.cli(&["events", "--pod", "pullfail-e2e", "-o", "json"])?)
+            .map_err(|e| e.to_string())?;
+    let tries = events
+        .iter()
+        .filter(|e| e["reason"] == "Failed")
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum::<u64>();
+    println!(
+        "    pull attempts in {:.1}s: {tries}",
+        t0.elapsed().as_secs_f64()
+    );
+    ensure(tries >= 2, || {
+        format!("the pull was not retried: {events:?}")
+    })?;
+    ensure(events.iter().any(|e| e["reason"] == "BackOff"), || {
+        format!("no BackOff event: {events:?}")
+    })?;
+    let good = w.pod("good-e2e").ok_or("good-e2e vanished")?;
+    ensure(
+        phase(&good) == "Running"
+            && container(&good, "containerStatuses", "c").is_some_and(|c| c["restartCount"] == 0),
+        || format!("the good pod was disturbed: {}", good["status"]),
+    )
 }
 
 fn manifest_removed_while_agent_down_is_stopped_on_start(img: &Path) -> Outcome {
@@ -689,6 +995,17 @@ fn kubeconfig_mirrors_the_pod_with_its_status(img: &Path) -> Outcome {
     ensure(
         annotations["kubernetes.io/config.mirror"].is_string(),
         || format!("not a mirror pod: {annotations}"),
+    )?;
+    let cs = &mirror["status"]["containerStatuses"][0];
+    ensure(
+        cs["image"] == IMAGE
+            && cs["imageID"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("docker.io/library/busybox@sha256:"))
+            && cs["containerID"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("podvisor://")),
+        || format!("mirror container status: {cs}"),
     )?;
     let node_registered = api.store.lock().unwrap().nodes.contains_key(NODE);
     ensure(node_registered, || "the Node was not registered".into())?;
@@ -1205,6 +1522,14 @@ fn main() {
     let tar = images.path().join("busybox.tar");
     let cases: &[Case] = &[
         (
+            "teardown_finds_mounts_below_the_root_deepest_first",
+            teardown_finds_mounts_below_the_root_deepest_first,
+        ),
+        (
+            "failed_case_leaves_no_mount_behind",
+            failed_case_leaves_no_mount_behind,
+        ),
+        (
             "manifest_dropped_runs_and_ps_says_running",
             manifest_dropped_runs_and_ps_says_running,
         ),
@@ -1263,6 +1588,10 @@ fn main() {
             agent_kill9_then_restart_readopts_without_restarts,
         ),
         ("agent_kill9_with_20_pods", kill9_twenty_pods::case),
+        (
+            "agent_cgroup_killed_pods_and_shims_survive",
+            agent_cgroup_killed_pods_and_shims_survive,
+        ),
     ];
     let only = std::env::var("E2E_ONLY").unwrap_or_default();
     let (mut passed, mut failed) = (0, 0);

@@ -201,7 +201,7 @@ fn status(restarts: i32, running: bool, ready: bool) -> PodStatus {
         container_statuses: Some(vec![ContainerStatus {
             name: "etcd".into(),
             image: "registry.k8s.io/etcd:3.5.15-0".into(),
-            image_id: "sha256:abc".into(),
+            image_id: format!("registry.k8s.io/etcd@sha256:{}", "e".repeat(64)),
             container_id: Some(format!("podvisor://etcd-{restarts}")),
             ready,
             started: Some(running),
@@ -432,6 +432,12 @@ fn status_follows_a_crash_loop_and_readiness() {
     let pod = env.api.pod(NS, "etcd-n1").unwrap();
     let cs = &pod["status"]["containerStatuses"][0];
     assert_eq!(cs["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(cs["image"], "registry.k8s.io/etcd:3.5.15-0");
+    assert_eq!(
+        cs["imageID"],
+        format!("registry.k8s.io/etcd@sha256:{}", "e".repeat(64))
+    );
+    assert_eq!(cs["containerID"], "podvisor://etcd-3");
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
     assert_eq!(cs["lastState"]["terminated"]["reason"], "Error");
     assert_eq!(cs["ready"], false);

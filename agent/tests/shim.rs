@@ -494,3 +494,106 @@ fn graceful_stop_signals_waits_the_grace_period_then_kills() {
     );
     shim.shutdown().unwrap();
 }
+
+/// A container process that SIGKILL cannot end (here: frozen by the cgroup v1 freezer, in
+/// `D` state like a process stuck on a dead NFS server) does not hang the shim's shutdown:
+/// after `cgroup.kill` and the bounded wait the shim answers with an error naming the
+/// cgroup and pids, and exits.
+#[test]
+fn shutdown_gives_up_on_a_process_that_cannot_die() {
+    use podvisor::supervise::shim::deadline::KILL_WAIT;
+    use podvisor::supervise::shim::handle::PodShim;
+    if !require_root() {
+        return;
+    }
+    let freezer_root = Path::new("/sys/fs/cgroup/freezer");
+    if !freezer_root.join("cgroup.procs").exists() {
+        // Needs a way to make a process unkillable; say so rather than pass silently.
+        eprintln!("SKIPPED shutdown_gives_up_on_a_process_that_cannot_die: no cgroup v1 freezer");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let logs = tmp.path().join("logs");
+    let rootfs = busybox_rootfs(tmp.path());
+    let args = ShimArgs {
+        uid: "u3".into(),
+        runtime_root: tmp.path().join("runtime"),
+        log_max_size: 1 << 20,
+        log_max_files: 2,
+        cgroup_best_effort: true,
+    };
+    let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
+    let mut cleanup = Cleanup(Some(
+        spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap(),
+    ));
+    let mut shim = PodShim::connect(&PodStateDir::new(&state, "u3").shim_socket()).unwrap();
+    let name = "frozen";
+    shim.run(Request::Run {
+        container: name.into(),
+        attempt: 0,
+        id: format!("u3-{name}-0"),
+        bundle: bundle(
+            tmp.path(),
+            &rootfs,
+            name,
+            "exec sleep 1000",
+            &BTreeMap::new(),
+        ),
+        log_path: logs.join(name).join("0.log"),
+        hold_namespaces: Vec::new(),
+    })
+    .unwrap();
+    let v2 = podvisor_runtime::cgroup::mount_point()
+        .unwrap()
+        .join(format!("podvisor-shim-test-{}/{name}", std::process::id()));
+    let pids = std::fs::read_to_string(v2.join("cgroup.procs")).unwrap();
+    let freezer = freezer_root.join(format!("podvisor-shim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&freezer).unwrap();
+    // Thaws and removes the freezer cgroup whatever happens below.
+    struct Thaw(PathBuf, PathBuf);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0.join("freezer.state"), "THAWED");
+            for _ in 0..200 {
+                let empty = std::fs::read_to_string(self.1.join("cgroup.procs"))
+                    .map_or(true, |p| p.trim().is_empty());
+                if empty {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = std::fs::remove_dir(&self.1);
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _thaw = Thaw(freezer.clone(), v2.clone());
+    for pid in pids.lines() {
+        std::fs::write(freezer.join("cgroup.procs"), pid).unwrap();
+    }
+    std::fs::write(freezer.join("freezer.state"), "FROZEN").unwrap();
+    let t0 = std::time::Instant::now();
+    let err = shim.shutdown().unwrap_err().to_string();
+    let took = t0.elapsed();
+    assert!(
+        took >= KILL_WAIT && took < KILL_WAIT + Duration::from_secs(10),
+        "shutdown took {took:?}"
+    );
+    assert!(
+        err.contains(&v2.display().to_string()) && err.contains(pids.lines().next().unwrap()),
+        "the message names the cgroup and pids: {err}"
+    );
+    // The shim exits anyway.
+    let mut child = cleanup.0.take().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shim did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = std::fs::read_to_string(PodStateDir::new(&state, "u3").path().join("shim.log"))
+        .unwrap_or_default();
+    assert!(log.contains("still running"), "shim.log: {log}");
+}

@@ -166,6 +166,7 @@ fn config(dir: &Path) -> WorkerConfig {
         },
         rotate: RotateConfig::default(),
         cgroup_best_effort: true,
+        cgroup_parent: None,
     }
 }
 

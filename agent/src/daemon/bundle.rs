@@ -32,6 +32,8 @@ pub struct PodBundles {
     bundles: PathBuf,
     prepared: bool,
     stop_signals: BTreeMap<String, String>,
+    /// Container name → the `imageID` of the image its last bundle was made from.
+    image_ids: BTreeMap<String, String>,
     probes: Option<PodProbes>,
     /// The pod namespaces the shim holds, as last given to [`BundleMaker::make`].
     namespaces: BTreeMap<String, PathBuf>,
@@ -56,6 +58,7 @@ impl PodBundles {
             bundles,
             prepared: false,
             stop_signals: BTreeMap::new(),
+            image_ids: BTreeMap::new(),
             probes,
             namespaces: BTreeMap::new(),
         }
@@ -175,6 +178,14 @@ impl BundleMaker for PodBundles {
             .store
             .prepare(&image, &id)
             .map_err(|e| Self::config_error(c, "prepare root filesystem", e))?;
+        self.image_ids.insert(
+            c.name.clone(),
+            image_id(
+                &rootfs.image.name,
+                &rootfs.image.manifest_digest,
+                &rootfs.image.config_digest,
+            ),
+        );
         if let Some(sig) = rootfs
             .image
             .config
@@ -224,6 +235,10 @@ impl BundleMaker for PodBundles {
         self.stop_signals.get(&c.name).cloned()
     }
 
+    fn image_id(&self, c: &Container) -> Option<String> {
+        self.image_ids.get(&c.name).cloned()
+    }
+
     fn on_started(&mut self, pod: &Pod, c: &Container, pid: i32, container_id: &str) {
         if let Some(p) = &self.probes {
             p.started(pod, c, container_id, &self.probe_namespaces(pid));
@@ -239,6 +254,58 @@ impl BundleMaker for PodBundles {
     fn on_exited(&mut self, _pod: &Pod, c: &Container) {
         if let Some(p) = &self.probes {
             p.exited(c);
+        }
+    }
+}
+
+/// A container's `imageID` as containerd's CRI plugin reports it (its `imageRef`): the
+/// repo digest `<registry>/<repository>@<manifest digest>` when the image is stored under
+/// a name and its manifest digest is known, else the image ID `sha256:<config digest>`.
+pub fn image_id(stored_name: &str, manifest_digest: &str, config_digest: &str) -> String {
+    let repo = Reference::parse(stored_name).ok().map(|r| r.name());
+    match repo {
+        Some(repo) if manifest_digest.starts_with("sha256:") => format!("{repo}@{manifest_digest}"),
+        _ => config_digest.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::image_id;
+
+    #[test]
+    fn image_id_is_the_repo_digest_else_the_config_digest() {
+        let m = format!("sha256:{}", "a".repeat(64));
+        let c = format!("sha256:{}", "c".repeat(64));
+        let cases = [
+            // name as stored, manifest digest, expected
+            (
+                "docker.io/library/busybox:latest",
+                m.as_str(),
+                format!("docker.io/library/busybox@{m}"),
+            ),
+            (
+                "busybox",
+                m.as_str(),
+                format!("docker.io/library/busybox@{m}"),
+            ),
+            (
+                "registry.k8s.io/etcd:3.5.15-0",
+                m.as_str(),
+                format!("registry.k8s.io/etcd@{m}"),
+            ),
+            (
+                "localhost:5000/pause@sha256:{m}",
+                m.as_str(),
+                format!("localhost:5000/pause@{m}"),
+            ),
+            // Stored without a usable name, or no manifest digest: the config digest.
+            ("", m.as_str(), c.clone()),
+            ("docker.io/library/busybox:latest", "", c.clone()),
+        ];
+        for (name, manifest, want) in cases {
+            let name = name.replace("{m}", &m[7..]);
+            assert_eq!(image_id(&name, manifest, &c), want, "{name}");
         }
     }
 }

@@ -208,6 +208,7 @@ fn pod_env(
             backoff: args.backoff(),
             rotate: RotateConfig::default(),
             cgroup_best_effort: args.cgroup_limits == CgroupLimits::BestEffort,
+            cgroup_parent: Some(args.cgroup_parent.clone()),
         },
         root: args.root.clone(),
         images,

@@ -14,6 +14,7 @@ pub mod hooks;
 pub mod phase;
 pub mod podplan;
 pub mod policy;
+pub mod pull_backoff;
 pub mod reconcile;
 pub mod record;
 pub mod shim;

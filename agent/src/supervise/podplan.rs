@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use super::backoff::BackoffConfig;
 use super::phase::is_sidecar;
 use super::policy::{ContainerKind, RestartAction, RestartPolicy, decide_restart};
+use super::pull_backoff::PullRetry;
 use super::record::{ContainerRecord, Termination, WaitReason, Waiting};
 use super::status::{ProbeView, crash_loop_message};
 
@@ -161,20 +162,55 @@ pub fn apply_start_failure(
     let until = record.backoff.record_exit(config, now, now);
     record.running = None;
     record.restart_at = Some(until);
+    record.pull_error_until = None;
     record.waiting = Some(Waiting { reason, message });
 }
 
+/// Applies a failed image pull to `record`: `ErrImagePull` with the pull's error, and the
+/// next try when the image's pull backoff ([`super::pull_backoff`]) allows it. The
+/// container's restart backoff and count are not touched: no run happened.
+pub fn apply_pull_failure(record: &mut ContainerRecord, message: String, retry: PullRetry) {
+    record.running = None;
+    record.restart_at = Some(retry.not_before);
+    record.pull_error_until = Some(retry.error_shown_until);
+    record.waiting = Some(Waiting {
+        reason: WaitReason::ErrImagePull,
+        message,
+    });
+}
+
+/// Applies a start that was not tried because `image` is backing off (another container
+/// of the pod failed to pull it): `ImagePullBackOff` until `until`.
+pub fn apply_pull_backoff(record: &mut ContainerRecord, image: &str, until: SystemTime) {
+    record.running = None;
+    record.restart_at = Some(until);
+    record.pull_error_until = None;
+    record.waiting = Some(Waiting {
+        reason: WaitReason::ImagePullBackOff,
+        message: pull_backoff_message(image),
+    });
+}
+
+fn pull_backoff_message(image: &str) -> String {
+    format!("Back-off pulling image \"{image}\"")
+}
+
 /// Whether the record is due to start at `now`, updating the waiting reason shown while
-/// it is not (`ErrImagePull` turns into `ImagePullBackOff`). Returns `Err(until)` while
-/// backing off.
+/// it is not (`ErrImagePull` turns into `ImagePullBackOff` once its showing time is over).
+/// Returns `Err(t)` while backing off: `t` is when to look again (the retry, or the turn
+/// of `ErrImagePull` into `ImagePullBackOff` if that comes first).
 fn due(record: &mut ContainerRecord, image: &str, now: SystemTime) -> Result<(), SystemTime> {
     match record.restart_at {
         Some(at) if at > now => {
             if let Some(w) = &mut record.waiting
                 && w.reason == WaitReason::ErrImagePull
             {
+                if let Some(shown) = record.pull_error_until.filter(|u| *u > now) {
+                    return Err(shown.min(at));
+                }
                 w.reason = WaitReason::ImagePullBackOff;
-                w.message = format!("Back-off pulling image \"{image}\"");
+                w.message = pull_backoff_message(image);
+                record.pull_error_until = None;
             }
             Err(at)
         }

@@ -224,51 +224,79 @@ fn crash_loop_backs_off_and_restart_counts_rise() {
 
 #[test]
 fn image_pull_failure_shows_err_then_backoff_and_retries() {
+    use crate::supervise::pull_backoff::PullBackoff;
     let mut s = Sim::new(pod("Always", &[], &["a"]));
-    let plan = s.plan(t(0));
-    assert_eq!(
-        plan.actions,
-        vec![PodAction::Start {
-            container: "a".into(),
-            kind: ContainerKind::Regular,
-            attempt: 0
-        }]
-    );
-    let config = s.config;
-    apply_start_failure(
-        s.rec("a"),
-        WaitReason::ErrImagePull,
-        "not found".into(),
-        &config,
-        t(0),
-    );
-    assert_eq!(s.waiting("a").as_deref(), Some("ErrImagePull"));
-    assert_eq!(
-        s.step(t(0)),
-        ["a#0"],
-        "first retry immediate, like a first restart"
-    );
-    let r = s.rec("a");
-    r.running = None;
-    apply_start_failure(
-        r,
-        WaitReason::ErrImagePull,
-        "not found".into(),
-        &config,
-        t(1),
-    );
-    let plan = s.plan(t(2));
-    assert_eq!((plan.actions.len(), plan.wake_at), (0, Some(t(11))));
-    assert_eq!(s.waiting("a").as_deref(), Some("ImagePullBackOff"));
+    let mut pulls = PullBackoff::new(s.config); // 10 s doubling to 300 s
+    // (time of a failed pull, [(look at, reason shown, wake at)], next try due)
+    let table: [(u64, &[(u64, &str, u64)], u64); 3] = [
+        // First failure: the retry already waits 10 s (unlike a first restart), and for
+        // those 10 s the error itself is shown.
+        (0, &[(0, "ErrImagePull", 10), (9, "ErrImagePull", 10)], 10),
+        // 20 s: ErrImagePull for 10 s (the kubelet's pod worker retry), then backing off.
+        (
+            10,
+            &[
+                (10, "ErrImagePull", 20),
+                (19, "ErrImagePull", 20),
+                (20, "ImagePullBackOff", 30),
+                (29, "ImagePullBackOff", 30),
+            ],
+            30,
+        ),
+        (
+            30,
+            &[(31, "ErrImagePull", 40), (40, "ImagePullBackOff", 70)],
+            70,
+        ),
+    ];
+    for (failed_at, looks, due) in table {
+        let plan = s.plan(t(failed_at));
+        assert_eq!(
+            plan.actions,
+            vec![PodAction::Start {
+                container: "a".into(),
+                kind: ContainerKind::Regular,
+                attempt: 0
+            }],
+            "a pull is tried at {failed_at}"
+        );
+        let retry = pulls.failed("img-a", t(failed_at), t(failed_at));
+        apply_pull_failure(s.rec("a"), "not found".into(), retry);
+        for &(at, reason, wake) in looks {
+            let plan = s.plan(t(at));
+            assert_eq!(
+                (plan.actions.len(), s.waiting("a").as_deref(), plan.wake_at),
+                (0, Some(reason), Some(t(wake))),
+                "failed at {failed_at}, looked at {at}"
+            );
+        }
+        assert_eq!(s.rec("a").restart_at, Some(t(due)));
+    }
     assert_eq!(
         s.rec("a").waiting.clone().unwrap().message,
         "Back-off pulling image \"img-a\""
     );
+    let r = s.rec("a");
     assert_eq!(
-        s.rec("a").restart_count,
-        0,
-        "no run happened: no restart counted"
+        (r.restart_count, r.backoff.last_delay()),
+        (0, Duration::ZERO),
+        "no run happened: no restart counted, the restart backoff untouched"
     );
+    // The pull finally works: the container runs as attempt 0.
+    assert_eq!(s.step(t(70)), ["a#0"]);
+    assert_eq!(s.waiting("a"), None);
+}
+
+#[test]
+fn container_waits_for_an_image_another_container_failed_to_pull() {
+    let mut s = Sim::new(pod("Always", &[], &["a"]));
+    apply_pull_backoff(s.rec("a"), "img-a", t(25));
+    let plan = s.plan(t(5));
+    assert_eq!(
+        (plan.actions.len(), s.waiting("a").as_deref(), plan.wake_at),
+        (0, Some("ImagePullBackOff"), Some(t(25)))
+    );
+    assert_eq!(s.step(t(25)), ["a#0"]);
 }
 
 #[test]

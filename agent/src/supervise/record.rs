@@ -127,6 +127,10 @@ pub struct ContainerRecord {
     /// `None` after an exit means it stays exited (Completed, or failed under Never).
     #[serde(default, with = "super::clock::serde_rfc3339::option")]
     pub restart_at: Option<SystemTime>,
+    /// After a failed image pull: `ErrImagePull` is shown until then, `ImagePullBackOff`
+    /// after it until `restart_at`.
+    #[serde(default, with = "super::clock::serde_rfc3339::option")]
+    pub pull_error_until: Option<SystemTime>,
 }
 
 impl ContainerRecord {
@@ -144,6 +148,7 @@ impl ContainerRecord {
             previous_exit: None,
             backoff: Backoff::default(),
             restart_at: None,
+            pull_error_until: None,
         }
     }
 

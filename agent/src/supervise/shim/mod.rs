@@ -2,8 +2,10 @@
 
 pub mod client;
 pub mod config;
+pub mod deadline;
 pub mod handle;
 pub mod mux;
+pub mod placement;
 pub mod protocol;
 pub mod reaper;
 pub mod server;

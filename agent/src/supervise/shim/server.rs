@@ -20,6 +20,7 @@ use rustix::event::epoll;
 use rustix::io::Errno;
 
 pub use super::config::{ShimArgs, ShimConfig};
+use super::deadline::{KILL_WAIT, Stuck, stuck_message, wait_exited};
 use super::protocol::{self, PROTOCOL_VERSION, Reply, Request, RunningContainer};
 use crate::logs::pump::LogPump;
 use crate::supervise::child::{WatchedChild, become_subreaper, reap_orphans};
@@ -318,10 +319,13 @@ impl Shim {
                 containers: self.running(),
                 namespaces: self.namespace_paths(),
             },
-            Request::Shutdown => {
-                self.shutdown();
-                Reply::Done
-            }
+            Request::Shutdown => match self.shutdown() {
+                Ok(()) => Reply::Done,
+                Err(message) => Reply::Error {
+                    message,
+                    permanent: true,
+                },
+            },
         }
     }
 
@@ -403,10 +407,21 @@ impl Shim {
             // that never started, and leave nothing behind.
             let _ = container::delete(&root, &id, true);
             let child = WatchedChild::new(name, attempt, created.pid, created.pidfd, None);
-            let _ = rustix::process::waitid(
-                rustix::process::WaitId::PidFd(child.as_fd()),
-                rustix::process::WaitIdOptions::EXITED,
-            );
+            if wait_exited(child.as_fd(), std::time::Instant::now() + KILL_WAIT) {
+                let _ = child.try_reap();
+            } else {
+                // Its runtime state is gone with the delete: name the pid.
+                let stuck = [Stuck {
+                    id: id.clone(),
+                    cgroup: None,
+                    pids: vec![child.pid],
+                }];
+                eprintln!(
+                    "podvisor shim {}: failed start: {}",
+                    self.config.uid,
+                    stuck_message(&stuck, KILL_WAIT)
+                );
+            }
             return Err((e.to_string(), e.is_permanent()));
         }
         let child = WatchedChild::new(name, attempt, created.pid, created.pidfd, None);
@@ -509,8 +524,10 @@ impl Shim {
     }
 
     /// Kills every container (their cgroups as a whole), records their exits, and ends
-    /// the loop.
-    fn shutdown(&mut self) {
+    /// the loop. Waits at most [`KILL_WAIT`] for the killed containers: one that is still
+    /// there then (a process in uninterruptible sleep) is named with its cgroup and pids
+    /// in the log and in the returned message, and left behind.
+    fn shutdown(&mut self) -> Result<(), String> {
         let root = self.config.runtime_root.clone();
         let tokens: Vec<u64> = self.children.keys().copied().collect();
         for token in &tokens {
@@ -518,14 +535,17 @@ impl Shim {
                 let _ = container::kill(&root, &t.id, 9, true);
             }
         }
+        let deadline = std::time::Instant::now() + KILL_WAIT;
+        let mut stuck = Vec::new();
         for token in tokens {
-            if let Some(t) = self.children.get(&token) {
-                let _ = rustix::process::waitid(
-                    rustix::process::WaitId::PidFd(t.child.as_fd()),
-                    rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
-                );
+            let Some(t) = self.children.get(&token) else {
+                continue;
+            };
+            if wait_exited(t.child.as_fd(), deadline) {
+                self.child_exited(token);
+            } else {
+                stuck.push(Stuck::find(&root, &t.id));
             }
-            self.child_exited(token);
         }
         // Drain what the containers wrote last.
         while self.pump.open_streams() > 0 {
@@ -539,5 +559,11 @@ impl Shim {
             }
         }
         self.shutting_down = true;
+        if stuck.is_empty() {
+            return Ok(());
+        }
+        let message = stuck_message(&stuck, KILL_WAIT);
+        eprintln!("podvisor shim {}: {message}", self.config.uid);
+        Err(message)
     }
 }

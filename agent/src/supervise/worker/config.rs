@@ -42,6 +42,12 @@ pub trait BundleMaker: Send {
         None
     }
 
+    /// The image reference of the container's last bundle (`imageID` in its status:
+    /// `<repo>@sha256:<manifest digest>`, or `sha256:<config digest>`), once known.
+    fn image_id(&self, _container: &Container) -> Option<String> {
+        None
+    }
+
     /// Called when a container run started (the integration starts its probes here).
     fn on_started(&mut self, _pod: &Pod, _container: &Container, _pid: i32, _container_id: &str) {}
 
@@ -110,6 +116,9 @@ pub struct WorkerConfig {
     pub rotate: RotateConfig,
     /// Skip limits whose controller is missing.
     pub cgroup_best_effort: bool,
+    /// `--cgroup-parent`: each new shim is moved into its pod's cgroup below it
+    /// ([`crate::supervise::shim::placement`]); `None` leaves it in the caller's cgroup.
+    pub cgroup_parent: Option<String>,
 }
 
 #[cfg(test)]

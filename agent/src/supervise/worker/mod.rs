@@ -19,10 +19,16 @@ use super::adopt::{apply_recorded_exit, cleanup_dead_shim, container_id, reconci
 use super::events::{EventType, NewEvent};
 use super::exit::ExitRecord;
 use super::phase::{PodFacts, pod_status};
-use super::podplan::{PodAction, apply_start_failure, containers, ensure_records, next_actions};
+use super::podplan::{
+    PodAction, apply_pull_backoff, apply_pull_failure, apply_start_failure, containers,
+    ensure_records, next_actions,
+};
+use super::pull_backoff::PullBackoff;
 use super::record::{ContainerRecord, WaitReason};
 use super::shim::client::{ShimEvent, spawn_shim};
+use super::shim::deadline::wait_exited;
 use super::shim::handle::PodShim;
+use super::shim::placement::{move_into, shim_cgroup};
 use super::shim::protocol::Request;
 use super::shim::reaper;
 use super::shim::server::ShimArgs;
@@ -31,6 +37,7 @@ use super::status::ProbeView;
 use super::termination::{log_tail_message, read_message_file, termination_message};
 use crate::api::store::{PodEntry, StatusStore};
 use crate::logs::file::PodLogDir;
+use crate::translate::resources::pod_cgroup;
 
 mod config;
 mod post_start;
@@ -145,6 +152,8 @@ struct Worker {
     begun: Option<std::time::Instant>,
     /// Probe results per container (absent: no probes, so started and ready).
     probes: BTreeMap<String, ProbeView>,
+    /// Image pull backoff per image of this pod (in memory, as the kubelet's).
+    pull_backoff: PullBackoff,
 }
 
 impl Worker {
@@ -161,6 +170,7 @@ impl Worker {
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
         let name = meta.name.clone().unwrap_or_default();
         let dir = PodStateDir::new(&config.state_root, &uid);
+        let pull_backoff = PullBackoff::new(config.backoff);
         let logs = PodLogDir::new(&config.log_root, &namespace, &name, &uid);
         let state = PodState {
             version: STATE_VERSION,
@@ -190,6 +200,7 @@ impl Worker {
             stop_requested: false,
             begun: Some(std::time::Instant::now()),
             probes: BTreeMap::new(),
+            pull_backoff,
         }
     }
 
@@ -219,6 +230,10 @@ impl Worker {
             });
         };
         if let Ok(shim) = PodShim::connect_with(&sock, on_exit.clone()) {
+            // A shim started by an older agent may still be in that agent's cgroup.
+            if let Ok(pid) = u32::try_from(shim.pid()) {
+                self.place_shim(pid);
+            }
             return Ok(shim);
         }
         cleanup_dead_shim(
@@ -240,10 +255,41 @@ impl Worker {
             Duration::from_secs(10),
         )
         .map_err(|e| e.to_string())?;
+        self.place_shim(child.id());
         // The shim outlives this worker (and the agent); while the agent lives it is the
         // shim's parent: the reaper thread collects its exit status (no zombie).
         reaper::reap(child);
         PodShim::connect_with(&sock, on_exit).map_err(|e| e.to_string())
+    }
+
+    /// Moves a shim out of the agent's cgroup into its pod's (see
+    /// [`super::shim::placement`]), so that stopping the agent's cgroup spares it. A shim
+    /// already there is left as it is (the write is idempotent).
+    fn place_shim(&self, pid: u32) {
+        let Some(parent) = &self.config.cgroup_parent else {
+            return;
+        };
+        let pod_cgroup = pod_cgroup(parent, crate::pod::qos::pod_qos(&self.pod), &self.uid);
+        let rel = shim_cgroup(&pod_cgroup);
+        let moved = podvisor_runtime::cgroup::mount_point()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|mount| move_into(&mount, &rel, pid));
+        if let Err(e) = moved {
+            // It still works from the agent's cgroup; it just would not survive its stop.
+            tracing::warn!(pod = %self.key, error = %e, "move the shim into its pod's cgroup");
+        }
+    }
+
+    /// After a shutdown, waits (bounded) for the shim process to be gone, so that its
+    /// cgroup leaf can be removed with the pod's cgroup.
+    fn wait_shim_gone(pid: i32) {
+        let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+            return;
+        };
+        if let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let _ = wait_exited(std::os::fd::AsFd::as_fd(&fd), deadline);
+        }
     }
 
     fn run(mut self) -> WorkerEnd {
@@ -315,7 +361,12 @@ impl Worker {
             }
         }
         self.stop(&mut shim);
-        let _ = shim.shutdown();
+        let shim_pid = shim.pid();
+        if let Err(e) = shim.shutdown() {
+            tracing::warn!(pod = %self.key, error = %e, "shim shutdown");
+            self.event(None, EventType::Warning, "FailedKillPod", e.to_string());
+        }
+        Self::wait_shim_gone(shim_pid);
         let _ = self.dir.remove();
         self.store.remove_pod(&self.key);
         WorkerEnd::Stopped
@@ -518,12 +569,36 @@ impl Worker {
         let spec = spec.clone();
         let now = SystemTime::now();
         let backoff = self.config.backoff;
+        let image = spec.image.clone().unwrap_or_default();
+        if let Some(until) = self.pull_backoff.waiting_until(&image, now) {
+            // Another container of the pod failed to pull this image: wait it out too.
+            if let Some(r) = self.record(name) {
+                apply_pull_backoff(r, &image, until);
+            }
+            return;
+        }
         let bundle = match self.maker.make(&self.pod, &spec, attempt, &self.namespaces) {
             Ok(b) => b,
+            Err(e) if e.reason == WaitReason::ErrImagePull => {
+                self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
+                // Measured from the failure, not from the start of a pull that took a while.
+                let retry = self.pull_backoff.failed(&image, now, SystemTime::now());
+                self.event(
+                    Some(name),
+                    EventType::Normal,
+                    "BackOff",
+                    format!("Back-off pulling image \"{image}\""),
+                );
+                if let Some(r) = self.record(name) {
+                    apply_pull_failure(r, e.message, retry);
+                }
+                return;
+            }
             Err(e) => {
                 self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
+                let failed_at = SystemTime::now();
                 if let Some(r) = self.record(name) {
-                    apply_start_failure(r, e.reason, e.message, &backoff, now);
+                    apply_start_failure(r, e.reason, e.message, &backoff, failed_at);
                 }
                 return;
             }
@@ -548,8 +623,12 @@ impl Worker {
                 self.probes.insert(name.to_string(), view);
                 self.maker
                     .on_started(&self.pod, &spec, started.pid, &format!("podvisor://{id}"));
+                let image_id = self.maker.image_id(&spec);
                 if let Some(r) = self.record(name) {
                     r.restart_count = attempt;
+                    if image_id.is_some() {
+                        r.image_id = image_id;
+                    }
                     r.started(
                         started.pid,
                         started.started_at,
@@ -576,7 +655,14 @@ impl Worker {
                 let message = e.to_string();
                 self.event(Some(name), EventType::Warning, "Failed", message.clone());
                 if let Some(r) = self.record(name) {
-                    apply_start_failure(r, WaitReason::RunContainerError, message, &backoff, now);
+                    let failed_at = SystemTime::now();
+                    apply_start_failure(
+                        r,
+                        WaitReason::RunContainerError,
+                        message,
+                        &backoff,
+                        failed_at,
+                    );
                 }
             }
         }
