@@ -287,8 +287,11 @@ fn app(name: &str, script: &str) -> String {
 const STEADY: &str = "trap 'exit 0' TERM; echo started; while true; do sleep 0.2; done";
 
 /// Processes whose command line contains `needle`.
+/// The processes whose command line contains `needle`, without the ones whose parent
+/// matches too: a shell's child between `fork` and `exec` (`sleep` in a loop) still shows
+/// the shell's command line for a moment, and is not another container process.
 fn processes_with(needle: &str) -> Vec<i32> {
-    let mut pids = Vec::new();
+    let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
             continue;
@@ -301,11 +304,23 @@ fn processes_with(needle: &str) -> Vec<i32> {
                 .replace('\0', " ")
                 .contains(needle)
             {
-                pids.push(pid);
+                found.push((pid, parent_pid(pid)));
             }
         }
     }
-    pids
+    let matching: Vec<i32> = found.iter().map(|(pid, _)| *pid).collect();
+    found
+        .into_iter()
+        .filter(|(_, ppid)| !ppid.is_some_and(|p| matching.contains(&p)))
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// The parent pid from `/proc/<pid>/stat` (the field after the command's closing paren).
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
 }
 
 // ---- cases ----
