@@ -13,6 +13,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::supervise::cgroup_tree::make_path;
+
 /// A step of making the pod cgroup that failed.
 #[derive(Debug, thiserror::Error)]
 #[error("pod cgroup: {step} {path}: {source}")]
@@ -24,16 +26,6 @@ pub struct PodCgroupError {
     /// The errno.
     #[source]
     pub source: io::Error,
-}
-
-/// The controllers of `available` (a `cgroup.controllers` text) missing from `enabled` (a
-/// `cgroup.subtree_control` text), as the `+name` words to write, in the kernel's order.
-pub fn controllers_to_enable(available: &str, enabled: &str) -> Vec<String> {
-    available
-        .split_whitespace()
-        .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
-        .map(|c| format!("+{c}"))
-        .collect()
 }
 
 /// The text written to `pids.max` for `--pod-max-pids` (`None`: no pod-level limit, like the
@@ -53,27 +45,11 @@ pub fn ensure(
     rel: &str,
     pod_max_pids: Option<i64>,
 ) -> Result<Vec<String>, PodCgroupError> {
-    let mut warnings = Vec::new();
-    let mut dir = mount.to_path_buf();
-    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
-    for (i, comp) in comps.iter().enumerate() {
-        enable_all(&dir, &mut warnings);
-        dir.push(comp);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(source) => {
-                return Err(PodCgroupError {
-                    step: "create cgroup",
-                    path: dir,
-                    source,
-                });
-            }
-        }
-        if i + 1 == comps.len() {
-            enable_all(&dir, &mut warnings);
-        }
-    }
+    let (dir, mut warnings) = make_path(mount, rel, true).map_err(|e| PodCgroupError {
+        step: "create cgroup",
+        path: e.path,
+        source: e.source,
+    })?;
     if let Some(value) = pids_max_value(pod_max_pids) {
         let file = dir.join("pids.max");
         if let Err(e) = std::fs::write(&file, &value) {
@@ -86,50 +62,9 @@ pub fn ensure(
     Ok(warnings)
 }
 
-/// Enables in `dir/cgroup.subtree_control` every controller of `dir/cgroup.controllers`
-/// missing there, one write per controller so that one refusal (EBUSY when `dir` holds
-/// processes, cgroups(7)'s no-internal-processes rule) does not stop the others.
-fn enable_all(dir: &Path, warnings: &mut Vec<String>) {
-    let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
-    let control = dir.join("cgroup.subtree_control");
-    let enabled = std::fs::read_to_string(&control).unwrap_or_default();
-    for word in controllers_to_enable(&available, &enabled) {
-        if let Err(e) = std::fs::write(&control, &word) {
-            warnings.push(format!("write {word} to {}: {e}", control.display()));
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_missing_controllers_are_enabled() {
-        let table = [
-            (
-                "cpuset cpu io memory pids",
-                "",
-                "+cpuset +cpu +io +memory +pids",
-            ),
-            (
-                "cpuset cpu io memory pids",
-                "cpu pids",
-                "+cpuset +io +memory",
-            ),
-            ("cpu memory", "cpu memory\n", ""),
-            ("", "", ""),
-            // A hybrid host's cgroup2 root offers nothing: nothing to do.
-            ("\n", "", ""),
-        ];
-        for (available, enabled, want) in table {
-            assert_eq!(
-                controllers_to_enable(available, enabled).join(" "),
-                want,
-                "available {available:?}, enabled {enabled:?}"
-            );
-        }
-    }
 
     #[test]
     fn pod_max_pids_is_written_only_when_positive() {

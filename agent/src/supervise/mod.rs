@@ -6,6 +6,7 @@
 
 pub mod adopt;
 pub mod backoff;
+pub mod cgroup_tree;
 pub mod child;
 pub mod clock;
 pub mod events;

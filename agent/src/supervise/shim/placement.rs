@@ -15,6 +15,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::supervise::cgroup_tree::make_path;
+
 /// The leaf, below the pod's cgroup, that holds the shim.
 pub const SHIM_LEAF: &str = "podvisor_shim";
 
@@ -33,20 +35,10 @@ pub fn shim_cgroup(pod_cgroup: &str) -> String {
 /// existing one). A controller that cannot be enabled is skipped: the runtime then
 /// reports it for the container that needs it.
 pub fn move_into(mount: &Path, rel: &str, pid: u32) -> io::Result<PathBuf> {
-    let mut dir = mount.to_path_buf();
-    for comp in rel.split('/').filter(|c| !c.is_empty()) {
-        enable_offered_controllers(&dir);
-        dir.push(comp);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("create {}: {e}", dir.display()),
-                ));
-            }
-        }
+    let (dir, warnings) =
+        make_path(mount, rel, false).map_err(|e| io::Error::new(e.source.kind(), e.to_string()))?;
+    for warning in warnings {
+        tracing::debug!(%warning, "shim cgroup: a controller was not enabled");
     }
     let procs = dir.join("cgroup.procs");
     std::fs::write(&procs, pid.to_string()).map_err(|e| {
@@ -56,26 +48,6 @@ pub fn move_into(mount: &Path, rel: &str, pid: u32) -> io::Result<PathBuf> {
         )
     })?;
     Ok(dir)
-}
-
-/// Writes `+<controller>` to `dir`'s `cgroup.subtree_control` for each controller `dir`
-/// offers that is not enabled yet, one at a time so that one refusal does not block the
-/// others.
-fn enable_offered_controllers(dir: &Path) {
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    let (offered, enabled) = (read("cgroup.controllers"), read("cgroup.subtree_control"));
-    for c in missing_controllers(&offered, &enabled) {
-        let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
-    }
-}
-
-/// The controllers in `offered` (a `cgroup.controllers` text) not in `enabled` (a
-/// `cgroup.subtree_control` text).
-fn missing_controllers<'a>(offered: &'a str, enabled: &str) -> Vec<&'a str> {
-    offered
-        .split_whitespace()
-        .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
-        .collect()
 }
 
 #[cfg(test)]
@@ -90,24 +62,6 @@ mod tests {
         );
         // Container names are DNS-1123 labels: lower-case alphanumerics and '-'.
         assert!(SHIM_LEAF.contains('_'));
-    }
-
-    #[test]
-    fn only_offered_controllers_not_yet_enabled_are_enabled() {
-        // (cgroup.controllers, cgroup.subtree_control, writes)
-        let table: [(&str, &str, &[&str]); 4] = [
-            ("cpu memory pids\n", "memory\n", &["cpu", "pids"]),
-            ("cpu memory\n", "cpu memory\n", &[]),
-            ("", "", &[]), // hybrid host: cgroup2 with no controllers
-            (
-                "cpuset cpu io memory hugetlb pids\n",
-                "\n",
-                &["cpuset", "cpu", "io", "memory", "hugetlb", "pids"],
-            ),
-        ];
-        for (offered, enabled, want) in table {
-            assert_eq!(missing_controllers(offered, enabled), want, "{offered:?}");
-        }
     }
 
     #[test]
