@@ -19,7 +19,7 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 use super::metrics;
 use super::query::{parse_since, split_url};
-use super::store::{LookupError, PodEntry, StatusStore};
+use super::store::{LookupError, PodEntry, StatusStore, pick_container};
 use crate::exec::session::{Sessions, serve_exec, serve_input};
 use crate::logs::file::{PodLogDir, attempts};
 use crate::logs::reader::{ReadOptions, follow, read_logs};
@@ -272,33 +272,7 @@ pub fn resolve_log(
     previous: bool,
 ) -> Result<LogTarget, (u16, String)> {
     let pod_name = entry.pod.metadata.name.clone().unwrap_or_default();
-    let spec = entry.pod.spec.clone().unwrap_or_default();
-    let names: Vec<String> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .map(|c| c.name.clone())
-        .collect();
-    let default = entry
-        .pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container").cloned())
-        .or_else(|| spec.containers.first().map(|c| c.name.clone()));
-    let Some(container) = container.map(str::to_string).or(default) else {
-        return Err((400, format!("pod {pod_name} has no containers")));
-    };
-    if !names.contains(&container) {
-        return Err((
-            400,
-            format!(
-                "container {container} is not valid for pod {pod_name}, choose one of: [{}]",
-                names.join(" ")
-            ),
-        ));
-    }
+    let container = pick_container(&entry.pod, container)?;
     let dir = PodLogDir::from_path(entry.log_dir.clone());
     let runs = attempts(&dir.container_dir(&container)).unwrap_or_default();
     let pick = if previous {

@@ -60,6 +60,39 @@ impl std::fmt::Debug for ReadyWatch {
     }
 }
 
+/// The container of `pod` that `wanted` names, or by default the one the
+/// `kubectl.kubernetes.io/default-container` annotation names, else the first app container
+/// (as kubectl picks for `logs` and `exec`). Errors are `(400, message)`: the pod has no
+/// containers, or the name is not one of them (the message lists them, as kubectl's).
+pub fn pick_container(pod: &Pod, wanted: Option<&str>) -> Result<String, (u16, String)> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let app = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    let init = spec
+        .and_then(|s| s.init_containers.as_deref())
+        .unwrap_or_default();
+    let default = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("kubectl.kubernetes.io/default-container").cloned())
+        .or_else(|| app.first().map(|c| c.name.clone()));
+    let Some(container) = wanted.map(str::to_string).or(default) else {
+        return Err((400, format!("pod {pod_name} has no containers")));
+    };
+    let mut names = init.iter().chain(app).map(|c| c.name.as_str());
+    if names.clone().any(|n| n == container) {
+        return Ok(container);
+    }
+    Err((
+        400,
+        format!(
+            "container {container} is not valid for pod {pod_name}, choose one of: [{}]",
+            names.by_ref().collect::<Vec<_>>().join(" ")
+        ),
+    ))
+}
+
 /// Whether the pod's `Ready` condition is `True`.
 pub fn pod_is_ready(pod: &Pod) -> bool {
     pod.status
@@ -229,6 +262,38 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
+
+    #[test]
+    fn pick_container_defaults_like_kubectl() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "init"}],
+                "containers": [{"name": "a"}, {"name": "b"}]
+            }
+        }))
+        .unwrap();
+        assert_eq!(pick_container(&pod, None).unwrap(), "a");
+        assert_eq!(pick_container(&pod, Some("init")).unwrap(), "init");
+        let (code, msg) = pick_container(&pod, Some("zz")).unwrap_err();
+        assert_eq!(code, 400);
+        assert!(msg.ends_with("choose one of: [init a b]"), "{msg}");
+        let mut annotated = pod.clone();
+        annotated.metadata.annotations = Some(
+            [(
+                "kubectl.kubernetes.io/default-container".to_owned(),
+                "b".to_owned(),
+            )]
+            .into(),
+        );
+        assert_eq!(pick_container(&annotated, None).unwrap(), "b");
+        let empty: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "e"}})).unwrap();
+        assert_eq!(
+            pick_container(&empty, None).unwrap_err().1,
+            "pod e has no containers"
+        );
+    }
 
     pub(crate) fn entry(ns: &str, name: &str) -> PodEntry {
         PodEntry {

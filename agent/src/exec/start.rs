@@ -13,6 +13,7 @@ use oci_spec::runtime::{BoxBuilder, Spec};
 use podvisor_runtime::container::{ExecOptions, Spawned, Stdio};
 
 use super::wire::{ExecRequest, start_failure_code};
+use crate::api::store::pick_container;
 
 /// The running container an exec goes into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,31 +79,8 @@ pub fn resolve(pod: &Pod, wanted: Option<&str>) -> Result<ExecTarget, Refusal> {
     let meta = &pod.metadata;
     let name = meta.name.clone().unwrap_or_default();
     let key = format!("{}/{name}", meta.namespace.as_deref().unwrap_or("default"));
-    let spec = pod.spec.clone().unwrap_or_default();
-    let names: Vec<String> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .map(|c| c.name.clone())
-        .collect();
-    let default = meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("kubectl.kubernetes.io/default-container").cloned())
-        .or_else(|| spec.containers.first().map(|c| c.name.clone()));
-    let Some(container) = wanted.map(str::to_string).or(default) else {
-        return Err(Refusal::new(400, format!("pod {name} has no containers")));
-    };
-    if !names.contains(&container) {
-        return Err(Refusal::new(
-            400,
-            format!(
-                "container {container} is not valid for pod {name}, choose one of: [{}]",
-                names.join(" ")
-            ),
-        ));
-    }
+    let container =
+        pick_container(pod, wanted).map_err(|(status, message)| Refusal::new(status, message))?;
     let status = pod.status.clone().unwrap_or_default();
     let found: Option<ContainerStatus> = status
         .init_container_statuses
