@@ -120,27 +120,7 @@ impl ApiClient {
         .map_err(self.io())?;
         let writer = stream.try_clone().map_err(self.io())?;
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).map_err(self.io())?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ClientError::BadResponse(format!("status line {line:?}")))?;
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).map_err(self.io())? == 0 {
-                return Err(ClientError::BadResponse("headers cut short".into()));
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':') {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-            }
-        }
+        let (status, headers) = self.read_head(&mut reader)?;
         if status == 101 {
             return Ok(Upgrade::Switched {
                 headers,
@@ -174,33 +154,12 @@ impl ApiClient {
         )
         .map_err(self.io())?;
         let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).map_err(self.io())?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| ClientError::BadResponse(format!("status line {line:?}")))?;
-        let (mut length, mut chunked, mut upgraded) = (None, false, false);
-        loop {
-            line.clear();
-            if reader.read_line(&mut line).map_err(self.io())? == 0 {
-                return Err(ClientError::BadResponse("headers cut short".into()));
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':') {
-                let value = value.trim();
-                match name.to_ascii_lowercase().as_str() {
-                    "content-length" => length = value.parse::<u64>().ok(),
-                    "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                    "upgrade" => upgraded = true,
-                    _ => {}
-                }
-            }
-        }
+        let (status, headers) = self.read_head(&mut reader)?;
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        let length = header("content-length").and_then(|v| v.parse::<u64>().ok());
+        let chunked =
+            header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        let upgraded = header("upgrade").is_some();
         // An upgraded (streamed) response runs until the agent closes the connection.
         let body: Box<dyn Read> = match (upgraded, chunked, length) {
             (true, _, _) => Box::new(reader),
@@ -223,6 +182,35 @@ impl ApiClient {
             return Err(ClientError::Api { status, message });
         }
         Ok(response)
+    }
+
+    /// Reads a response's status line and headers (names lower-cased, values trimmed),
+    /// leaving `reader` at the body.
+    fn read_head(
+        &self,
+        reader: &mut BufReader<UnixStream>,
+    ) -> Result<(u16, Vec<(String, String)>), ClientError> {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(self.io())?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ClientError::BadResponse(format!("status line {line:?}")))?;
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(self.io())? == 0 {
+                return Err(ClientError::BadResponse("headers cut short".into()));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                return Ok((status, headers));
+            }
+            if let Some((name, value)) = l.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+            }
+        }
     }
 
     /// `GET` and decode a JSON body.
