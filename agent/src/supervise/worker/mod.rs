@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -82,11 +83,12 @@ impl PodWorker {
     /// Starts (or re-adopts, when its shim still runs) `pod`. Its metadata must carry
     /// namespace, name and UID.
     pub fn start(
-        pod: Pod,
+        pod: impl Into<Arc<Pod>>,
         maker: Box<dyn BundleMaker>,
         config: WorkerConfig,
         store: StatusStore,
     ) -> Self {
+        let pod = pod.into();
         let (tx, rx) = mpsc::channel();
         let events = tx.clone();
         let thread = std::thread::Builder::new()
@@ -133,7 +135,8 @@ impl PodWorker {
 }
 
 struct Worker {
-    pod: Pod,
+    /// Shared with the desired set and the pod's bundle maker: read-only here.
+    pod: Arc<Pod>,
     uid: String,
     key: String,
     maker: Box<dyn BundleMaker>,
@@ -158,7 +161,7 @@ struct Worker {
 
 impl Worker {
     fn new(
-        pod: Pod,
+        pod: Arc<Pod>,
         maker: Box<dyn BundleMaker>,
         config: WorkerConfig,
         store: StatusStore,
@@ -671,12 +674,12 @@ impl Worker {
     /// The pod namespaces the next container should create for the shim to hold: those
     /// the pod shares and the shim does not hold yet.
     fn hold_kinds(&self) -> Vec<String> {
-        let spec = self.pod.spec.clone().unwrap_or_default();
+        let spec = self.pod.spec.as_ref();
         let mut kinds = Vec::new();
-        if !spec.host_network.unwrap_or(false) {
+        if !spec.and_then(|s| s.host_network).unwrap_or(false) {
             kinds.extend(["network", "uts"]);
         }
-        if !spec.host_ipc.unwrap_or(false) {
+        if !spec.and_then(|s| s.host_ipc).unwrap_or(false) {
             kinds.push("ipc");
         }
         kinds
@@ -707,7 +710,7 @@ impl Worker {
             SystemTime::now(),
         );
         self.status = Some(status.clone());
-        let mut pod = self.pod.clone();
+        let mut pod = Pod::clone(&self.pod);
         pod.status = Some(status);
         self.store.upsert_pod(PodEntry {
             pod,
