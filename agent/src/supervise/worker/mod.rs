@@ -580,7 +580,14 @@ impl Worker {
             }
             return;
         }
-        let bundle = match self.maker.make(&self.pod, &spec, attempt, &self.namespaces) {
+        let (maker, pod, namespaces) = (&mut self.maker, &self.pod, &self.namespaces);
+        let made = on_fresh_stack(|| maker.make(pod, &spec, attempt, namespaces));
+        let bundle = match made.unwrap_or_else(|e| {
+            Err(BundleError {
+                reason: WaitReason::RunContainerError,
+                message: format!("start a thread to make the bundle: {e}"),
+            })
+        }) {
             Ok(b) => b,
             Err(e) if e.reason == WaitReason::ErrImagePull => {
                 self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
@@ -718,4 +725,18 @@ impl Worker {
             manifest: self.state.manifest.clone(),
         });
     }
+}
+
+/// Runs `f` on a short-lived thread and waits for it. Making a bundle (image config,
+/// OCI spec, JSON) needs a deep stack once per container start; on the pod's own
+/// long-lived thread those pages would stay resident for the pod's life.
+fn on_fresh_stack<T: Send>(f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("pod-bundle".into())
+            .spawn_scoped(s, f)?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
