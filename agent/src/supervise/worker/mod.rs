@@ -302,7 +302,9 @@ impl Worker {
             self.state = saved;
         }
         ensure_records(&self.pod, &mut self.state.containers);
-        let mut shim = match self.shim() {
+        // Starting a shim is another deep one-off (see on_fresh_stack).
+        let started = on_fresh_stack(|| self.shim()).unwrap_or_else(|e| Err(e.to_string()));
+        let mut shim = match started {
             Ok(s) => s,
             Err(e) => {
                 self.event(
