@@ -116,7 +116,7 @@ pub fn render(args: &RenderArgs, root: &std::path::Path) -> anyhow::Result<Strin
         "uid": pod.uid,
         "qosClass": pod.qos.as_str(),
         "warnings": pod.warnings,
-        "pod": pod.pod,
+        "pod": &*pod.pod,
         "volumes": volumes,
         "containers": containers,
     });

@@ -522,14 +522,14 @@ fn supervisor_replaces_an_edited_pod_only_after_the_old_one_is_gone() {
             .as_ref()?;
         e.pod.metadata.uid
     };
-    let v1 = version("v1");
+    let v1 = std::sync::Arc::new(version("v1"));
     sup.sync(std::slice::from_ref(&v1));
     wait_until("v1 running", || {
         running_uid(&store).as_deref() == Some("v1")
     });
 
     // The manifest is edited: new UID, same name. v1 stops first; v2 starts after.
-    let v2 = version("v2");
+    let v2 = std::sync::Arc::new(version("v2"));
     let mut saw_overlap = false;
     let deadline = Instant::now() + Duration::from_secs(30);
     while running_uid(&store).as_deref() != Some("v2") {

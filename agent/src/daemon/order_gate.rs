@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
@@ -32,7 +33,7 @@ use crate::supervise::state::PodStateDir;
 /// A pod held back, as last published.
 #[derive(Debug, Clone)]
 struct Held {
-    pod: Pod,
+    pod: Arc<Pod>,
     manifest: PathBuf,
     hold: Hold,
     /// The status last written to the store (None: write it on the next publish).
@@ -154,7 +155,7 @@ impl OrderGate {
             }
             let status = held_status(&h.pod, &h.hold, h.published.as_ref(), now);
             h.published = Some(status.clone());
-            let mut pod = h.pod.clone();
+            let mut pod = Pod::clone(&h.pod);
             pod.status = Some(status);
             let meta = &h.pod.metadata;
             let logs = PodLogDir::new(
@@ -333,7 +334,7 @@ mod tests {
             ..Pod::default()
         };
         StaticPod {
-            pod,
+            pod: Arc::new(pod),
             uid: format!("uid-{name}"),
             manifest: PathBuf::from(format!("/m/{name}.yaml")),
             kind: crate::manifest::ManifestKind::Pod,

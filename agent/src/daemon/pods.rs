@@ -86,7 +86,7 @@ pub struct Pods {
     /// Desired pods by UID, read by the maker factory.
     statics: StaticPods,
     known: BTreeMap<String, Known>,
-    orphans: Vec<Pod>,
+    orphans: Vec<Arc<Pod>>,
     retry: BTreeMap<String, Retry>,
     order: OrderGate,
 }
@@ -160,7 +160,7 @@ impl Pods {
                     containers: saved.containers.iter().map(|c| c.name.clone()).collect(),
                 },
             );
-            self.orphans.push(orphan_pod(&saved));
+            self.orphans.push(Arc::new(orphan_pod(&saved)));
         }
     }
 
@@ -170,7 +170,7 @@ impl Pods {
         let existing = self.supervisor.uids();
         let held = self.order.held(desired, &existing);
         let mut wake = None::<Instant>;
-        let mut pods: Vec<Pod> = Vec::new();
+        let mut pods: Vec<Arc<Pod>> = Vec::new();
         {
             let mut statics = self.statics.lock().unwrap_or_else(PoisonError::into_inner);
             statics.clear();
@@ -198,7 +198,7 @@ impl Pods {
                     qos: Some(sp.qos),
                     containers: container_names(&sp.pod),
                 });
-                pods.push(sp.pod.clone());
+                pods.push(Arc::clone(&sp.pod));
             }
         }
         // Orphans are desired exactly once: adopted by this pass, stopped by the next.

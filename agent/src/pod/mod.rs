@@ -9,6 +9,7 @@ pub mod select;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -20,8 +21,9 @@ pub use select::NodeInfo;
 #[derive(Debug, Clone, PartialEq)]
 pub struct StaticPod {
     /// The defaulted pod with its static identity applied (name `<name>-<node>`, namespace,
-    /// UID, `spec.nodeName`, config annotations, NoExecute toleration).
-    pub pod: Pod,
+    /// UID, `spec.nodeName`, config annotations, NoExecute toleration). Shared, not copied,
+    /// by the watcher's cache, the desired set, the pod's bundle maker and its worker.
+    pub pod: Arc<Pod>,
     /// The pod UID (also `kubernetes.io/config.hash`).
     pub uid: String,
     /// The manifest file it came from.
@@ -85,7 +87,7 @@ pub fn load(
         .map(|f| format!("unknown field {f}"))
         .collect();
     Ok(StaticPod {
-        pod,
+        pod: Arc::new(pod),
         uid,
         manifest: path.to_owned(),
         kind: decoded.kind,

@@ -7,6 +7,7 @@
 //! blocks on a pod.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 
@@ -73,9 +74,9 @@ impl Supervisor {
 
     /// One reconcile pass against the full desired set (each pod with namespace, name
     /// and UID set). Returns the workers that ended since the last pass, by UID.
-    pub fn sync(&mut self, desired: &[Pod]) -> Vec<(String, WorkerEnd)> {
+    pub fn sync(&mut self, desired: &[Arc<Pod>]) -> Vec<(String, WorkerEnd)> {
         let ended = self.reap();
-        let wanted: Vec<DesiredPod> = desired.iter().map(identity).collect();
+        let wanted: Vec<DesiredPod> = desired.iter().map(|p| identity(p)).collect();
         let observed: BTreeMap<String, ObservedPod> = self
             .workers
             .iter()
@@ -106,7 +107,7 @@ impl Supervisor {
                     };
                     let maker = (self.makers)(pod);
                     let worker = PodWorker::start(
-                        pod.clone(),
+                        Arc::clone(pod),
                         maker,
                         self.config.clone(),
                         self.store.clone(),

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -82,11 +83,12 @@ impl PodWorker {
     /// Starts (or re-adopts, when its shim still runs) `pod`. Its metadata must carry
     /// namespace, name and UID.
     pub fn start(
-        pod: Pod,
+        pod: impl Into<Arc<Pod>>,
         maker: Box<dyn BundleMaker>,
         config: WorkerConfig,
         store: StatusStore,
     ) -> Self {
+        let pod = pod.into();
         let (tx, rx) = mpsc::channel();
         let events = tx.clone();
         let thread = std::thread::Builder::new()
@@ -133,7 +135,8 @@ impl PodWorker {
 }
 
 struct Worker {
-    pod: Pod,
+    /// Shared with the desired set and the pod's bundle maker: read-only here.
+    pod: Arc<Pod>,
     uid: String,
     key: String,
     maker: Box<dyn BundleMaker>,
@@ -158,7 +161,7 @@ struct Worker {
 
 impl Worker {
     fn new(
-        pod: Pod,
+        pod: Arc<Pod>,
         maker: Box<dyn BundleMaker>,
         config: WorkerConfig,
         store: StatusStore,
@@ -299,7 +302,9 @@ impl Worker {
             self.state = saved;
         }
         ensure_records(&self.pod, &mut self.state.containers);
-        let mut shim = match self.shim() {
+        // Starting a shim is another deep one-off (see on_fresh_stack).
+        let started = on_fresh_stack(|| self.shim()).unwrap_or_else(|e| Err(e.to_string()));
+        let mut shim = match started {
             Ok(s) => s,
             Err(e) => {
                 self.event(
@@ -577,7 +582,14 @@ impl Worker {
             }
             return;
         }
-        let bundle = match self.maker.make(&self.pod, &spec, attempt, &self.namespaces) {
+        let (maker, pod, namespaces) = (&mut self.maker, &self.pod, &self.namespaces);
+        let made = on_fresh_stack(|| maker.make(pod, &spec, attempt, namespaces));
+        let bundle = match made.unwrap_or_else(|e| {
+            Err(BundleError {
+                reason: WaitReason::RunContainerError,
+                message: format!("start a thread to make the bundle: {e}"),
+            })
+        }) {
             Ok(b) => b,
             Err(e) if e.reason == WaitReason::ErrImagePull => {
                 self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
@@ -671,12 +683,12 @@ impl Worker {
     /// The pod namespaces the next container should create for the shim to hold: those
     /// the pod shares and the shim does not hold yet.
     fn hold_kinds(&self) -> Vec<String> {
-        let spec = self.pod.spec.clone().unwrap_or_default();
+        let spec = self.pod.spec.as_ref();
         let mut kinds = Vec::new();
-        if !spec.host_network.unwrap_or(false) {
+        if !spec.and_then(|s| s.host_network).unwrap_or(false) {
             kinds.extend(["network", "uts"]);
         }
-        if !spec.host_ipc.unwrap_or(false) {
+        if !spec.and_then(|s| s.host_ipc).unwrap_or(false) {
             kinds.push("ipc");
         }
         kinds
@@ -707,7 +719,7 @@ impl Worker {
             SystemTime::now(),
         );
         self.status = Some(status.clone());
-        let mut pod = self.pod.clone();
+        let mut pod = Pod::clone(&self.pod);
         pod.status = Some(status);
         self.store.upsert_pod(PodEntry {
             pod,
@@ -715,4 +727,18 @@ impl Worker {
             manifest: self.state.manifest.clone(),
         });
     }
+}
+
+/// Runs `f` on a short-lived thread and waits for it. Making a bundle (image config,
+/// OCI spec, JSON) needs a deep stack once per container start; on the pod's own
+/// long-lived thread those pages would stay resident for the pod's life.
+fn on_fresh_stack<T: Send>(f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("pod-bundle".into())
+            .spawn_scoped(s, f)?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
 }
