@@ -169,9 +169,25 @@ fn grpc_timeout_is_a_failure_within_the_timeout() {
     );
 }
 
+/// A loopback port that refuses connections for as long as the returned socket lives: bound
+/// but not listening, so no other test's server can take it meanwhile (a port found free and
+/// released could be bound again by a concurrent test, whose server then answered).
+fn refusing_port() -> (rustix::fd::OwnedFd, u16) {
+    use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
+    let sock = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    bind(
+        &sock,
+        &std::net::SocketAddrV4::new([127, 0, 0, 1].into(), 0),
+    )
+    .expect("bind");
+    let addr = std::net::SocketAddrV4::try_from(getsockname(&sock).expect("getsockname"))
+        .expect("an IPv4 address");
+    (sock, addr.port())
+}
+
 #[test]
 fn grpc_closed_port_fails_to_connect() {
-    let port = free_port();
+    let (_reserved, port) = refusing_port();
     let out = grpc::probe("127.0.0.1", port, "", UA, Duration::from_secs(1));
     assert!(
         matches!(&out, Outcome::Failure(m) if m.starts_with("timeout: failed to connect service")),
