@@ -64,14 +64,37 @@ fn remove_cgroup(rel: &str) -> Result<(), String> {
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(());
     };
-    for entry in entries.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            let _ = std::fs::remove_dir(entry.path());
-        }
+    let children: Vec<_> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    for child in &children {
+        let _ = remove_dir_when_empty(child);
     }
-    match std::fs::remove_dir(&dir) {
+    match remove_dir_when_empty(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("remove cgroup {}: {e}", dir.display())),
+    }
+}
+
+/// `rmdir` of a cgroup, retried for a moment while it is busy: after `cgroup.kill` the
+/// kernel empties a cgroup asynchronously, so killed processes (a fork bomb's hundreds)
+/// can still be exiting when the pod's worker has ended. Bounded: one second at most.
+fn remove_dir_when_empty(dir: &Path) -> std::io::Result<()> {
+    const TRIES: u32 = 20;
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) => {
+                tries += 1;
+                if tries == TRIES {
+                    return Err(e);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
