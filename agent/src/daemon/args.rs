@@ -20,16 +20,16 @@ pub enum CgroupLimits {
 #[derive(Debug, Clone, Args)]
 pub struct AgentArgs {
     /// Manifest directory (or one manifest file).
-    #[arg(long, default_value = "/etc/kubernetes/manifests")]
+    #[arg(long, value_parser = absolute_path, default_value = "/etc/kubernetes/manifests")]
     pub manifests: PathBuf,
     /// This node's name (default: the host name).
     #[arg(long)]
     pub node_name: Option<String>,
     /// Image store and pod directories.
-    #[arg(long, default_value = "/var/lib/podvisor")]
+    #[arg(long, value_parser = absolute_path, default_value = "/var/lib/podvisor")]
     pub root: PathBuf,
     /// CRI log directory.
-    #[arg(long, default_value = "/var/log/pods")]
+    #[arg(long, value_parser = absolute_path, default_value = "/var/log/pods")]
     pub log_dir: PathBuf,
     /// The API server flags (`--kubeconfig` enables mirror pods; `--node-ip` is also the
     /// hostIP pods see).
@@ -80,6 +80,13 @@ impl AgentArgs {
     }
 }
 
+/// Makes a path flag absolute against the agent's working directory when it is given: the
+/// paths derived from it end up in bundles (`root.path`), shim arguments and state files that
+/// are read from other directories, where a relative path would mean something else.
+pub fn absolute_path(text: &str) -> Result<PathBuf, String> {
+    std::path::absolute(text).map_err(|e| format!("{text:?}: {e}"))
+}
+
 /// Parses `250ms`, `10s`, `5m` or a bare number of seconds.
 pub fn humantime_secs(text: &str) -> Result<Duration, String> {
     crate::api::query::parse_duration(text)
@@ -97,5 +104,16 @@ mod tests {
         assert_eq!(humantime_secs("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(humantime_secs("2"), Ok(Duration::from_secs(2)));
         assert!(humantime_secs("soon").is_err());
+    }
+
+    #[test]
+    fn path_flags_become_absolute() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(absolute_path("root").unwrap(), cwd.join("root"));
+        assert_eq!(
+            absolute_path("/var/lib/x").unwrap(),
+            PathBuf::from("/var/lib/x")
+        );
+        assert!(absolute_path("").is_err());
     }
 }
