@@ -2,9 +2,13 @@
 //! (C-core HTTP/2) and etcd's built-in health service (grpc-go), both on loopback.
 //! A missing server is a skip with a printed reason (scripts/install-deps installs both).
 
+mod probe_support;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use probe_support::refusing_port;
 
 use podvisor::probe::grpc;
 use podvisor::probe::outcome::Outcome;
@@ -167,22 +171,6 @@ fn grpc_timeout_is_a_failure_within_the_timeout() {
         "took {:?}",
         started.elapsed()
     );
-}
-
-/// A loopback port that refuses connections for as long as the returned socket lives: bound
-/// but not listening, so no other test's server can take it meanwhile (a port found free and
-/// released could be bound again by a concurrent test, whose server then answered).
-fn refusing_port() -> (rustix::fd::OwnedFd, u16) {
-    use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
-    let sock = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
-    bind(
-        &sock,
-        &std::net::SocketAddrV4::new([127, 0, 0, 1].into(), 0),
-    )
-    .expect("bind");
-    let addr = std::net::SocketAddrV4::try_from(getsockname(&sock).expect("getsockname"))
-        .expect("an IPv4 address");
-    (sock, addr.port())
 }
 
 #[test]

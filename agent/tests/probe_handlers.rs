@@ -11,7 +11,7 @@ use podvisor::probe::http::HttpProber;
 use podvisor::probe::outcome::Outcome;
 use podvisor::probe::spec::{HttpGetAction, NamedPort, PortRef, Scheme};
 use podvisor::probe::tcp;
-use probe_support::{HttpServer, Reply};
+use probe_support::{HttpServer, Reply, refusing_port};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -153,11 +153,7 @@ fn http_timeout_is_a_failure_within_the_timeout() {
 
 #[test]
 fn http_connection_refused_is_a_failure() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let (_reserved, port) = refusing_port();
     let out = prober().probe(&get(port, "/"), "127.0.0.1", &[], SECOND);
     assert!(
         matches!(&out, Outcome::Failure(m) if m.starts_with("Get ")),
@@ -303,6 +299,7 @@ fn tcp_open_port_succeeds_and_closed_port_fails() {
         Outcome::Success(String::new())
     );
     drop(listener);
+    let (_reserved, port) = refusing_port();
     let out = tcp::probe(
         Some("127.0.0.1"),
         &PortRef::Number(i32::from(port)),

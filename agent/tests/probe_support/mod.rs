@@ -93,3 +93,19 @@ impl HttpServer {
             .collect()
     }
 }
+
+/// A loopback port that refuses connections for as long as the returned socket lives: bound
+/// but not listening, so no other test's server can take it meanwhile (a port found free and
+/// released could be bound again by a concurrent test, whose server then answered).
+pub fn refusing_port() -> (rustix::fd::OwnedFd, u16) {
+    use rustix::net::{AddressFamily, SocketType, bind, getsockname, socket};
+    let sock = socket(AddressFamily::INET, SocketType::STREAM, None).expect("socket");
+    bind(
+        &sock,
+        &std::net::SocketAddrV4::new([127, 0, 0, 1].into(), 0),
+    )
+    .expect("bind");
+    let addr = std::net::SocketAddrV4::try_from(getsockname(&sock).expect("getsockname"))
+        .expect("an IPv4 address");
+    (sock, addr.port())
+}
