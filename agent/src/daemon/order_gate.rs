@@ -264,12 +264,7 @@ fn ordering_view(sp: &StaticPod) -> DesiredPod {
         .filter(|_| !node.is_empty())
         .unwrap_or(name);
     DesiredPod {
-        namespace: sp
-            .pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
+        namespace: sp.namespace().to_owned(),
         name: manifest_name.to_owned(),
         after: annotation(&sp.pod).map(str::to_owned),
     }

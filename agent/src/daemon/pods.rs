@@ -188,12 +188,7 @@ impl Pods {
                 statics.insert(sp.uid.clone(), sp.clone());
                 self.known.entry(sp.uid.clone()).or_insert_with(|| Known {
                     key: sp.full_name(),
-                    namespace: sp
-                        .pod
-                        .metadata
-                        .namespace
-                        .clone()
-                        .unwrap_or_else(|| "default".into()),
+                    namespace: sp.namespace().to_owned(),
                     name: sp.name().to_owned(),
                     qos: Some(sp.qos),
                     containers: container_names(&sp.pod),

@@ -50,6 +50,11 @@ impl StaticPod {
     pub fn name(&self) -> &str {
         self.pod.metadata.name.as_deref().unwrap_or("")
     }
+
+    /// The pod's namespace (`default` when the manifest has none; defaulting sets it).
+    pub fn namespace(&self) -> &str {
+        self.pod.metadata.namespace.as_deref().unwrap_or("default")
+    }
 }
 
 /// Decodes, defaults, validates, identifies and selects one manifest for `node`.
