@@ -286,6 +286,15 @@ fn app(name: &str, script: &str) -> String {
 
 const STEADY: &str = "trap 'exit 0' TERM; echo started; while true; do sleep 0.2; done";
 
+/// The pod-spec lines of a `marks` hostPath volume on `dir`, where a case's workloads leave
+/// marks (times, markers) the test reads from the host.
+fn marks_volume(dir: &Path) -> String {
+    format!(
+        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
+        dir.display()
+    )
+}
+
 /// Processes whose command line contains `needle`.
 /// The processes whose command line contains `needle`, without the ones whose parent
 /// matches too: a shell's child between `fork` and `exec` (`sleep` in a loop) still shows
@@ -387,10 +396,7 @@ fn crashing_container_restarts_with_backoff(img: &Path) -> Outcome {
     std::fs::create_dir_all(&marks).unwrap();
     w.start_agent();
     // Each run appends the host's uptime (one clock for every run) and exits 3.
-    let spec = format!(
-        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
-        marks.display()
-    );
+    let spec = marks_volume(&marks);
     let c = format!(
         "{}    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n",
         app(
@@ -519,10 +525,7 @@ fn edit_replaces_pod_after_old_got_sigterm(img: &Path) -> Outcome {
     std::fs::create_dir_all(&marks).unwrap();
     w.start_agent();
     let manifest = |version: &str| {
-        let spec = format!(
-            "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
-            marks.display()
-        );
+        let spec = marks_volume(&marks);
         let script = format!(
             "trap 'echo {version} got TERM >> /marks/log; exit 0' TERM; echo {version} up >> /marks/log; while true; do sleep 0.2; done"
         );
@@ -1183,10 +1186,7 @@ fn after_starts_the_second_pod_once_the_first_is_ready(img: &Path) -> Outcome {
     let marks = w.path("marks");
     std::fs::create_dir_all(&marks).unwrap();
     w.start_agent();
-    let volume = format!(
-        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
-        marks.display()
-    );
+    let volume = marks_volume(&marks);
     let mount = "    volumeMounts:\n    - {name: marks, mountPath: /marks}\n";
     // `db` turns Ready only once its exec readiness probe finds /tmp/ready, 3 s after it
     // starts; it notes the host's uptime (one clock for both pods) when it creates it.
@@ -1368,10 +1368,7 @@ fn http_probes_enter_the_pod_netns_and_resume_after_agent_restart(img: &Path) ->
     // 127.0.0.1:8080 is busybox httpd (the container brings its own `lo` up: podvisor does
     // not yet). /healthz (readiness) goes away when the test creates marks/sick; /live
     // (liveness) stays.
-    let volume = format!(
-        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
-        marks.display()
-    );
+    let volume = marks_volume(&marks);
     let script = "ip link set lo up; mkdir -p /www; echo ok > /www/healthz; echo ok > /www/live; \
                   httpd -p 127.0.0.1:8080 -h /www; trap 'exit 0' TERM; \
                   while true; do [ -e /marks/sick ] && rm -f /www/healthz; sleep 0.2; done";

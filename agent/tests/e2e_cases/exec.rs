@@ -490,10 +490,7 @@ fn post_start_hook_runs_and_a_failing_one_kills_the_container(img: &Path) -> Out
     let marks = w.path("marks");
     std::fs::create_dir_all(&marks).unwrap();
     w.start_agent();
-    let spec = format!(
-        "  volumes:\n  - name: marks\n    hostPath: {{path: {}, type: Directory}}\n",
-        marks.display()
-    );
+    let spec = super::marks_volume(&marks);
     let ok = format!(
         "{}    volumeMounts:\n    - {{name: marks, mountPath: /marks}}\n    lifecycle:\n      postStart:\n        exec:\n          command: [\"/bin/sh\", \"-c\", \"echo warmed-up > /marks/post-start\"]\n",
         app("ok", STEADY)
