@@ -57,10 +57,19 @@ fn main() {
 /// `podvisor agent`, in init mode when asked or when this process is PID 1.
 fn run_agent(args: &podvisor::daemon::AgentArgs, state: &std::path::Path) -> anyhow::Result<()> {
     use podvisor::init;
-    // One worker thread per pod: glibc would give each its own allocator arena (up to 8 per
-    // core), each keeping freed memory. Two arenas serve the agent's light contention.
-    if let Err(e) = podvisor_runtime::mallopt(podvisor_runtime::MallocParam::ArenaMax, 2) {
-        eprintln!("podvisor: {e}");
+    // A burst of pod starts runs on as many pool threads: glibc would give each its own
+    // allocator arena (up to 8 per core), each keeping freed memory. One arena serves the
+    // agent's light contention. A fixed mmap threshold keeps large short-lived buffers
+    // (image configs, OCI specs, API bodies) out of the heap, where they would leave holes
+    // between long-lived pod records; glibc's default threshold rises to the largest such
+    // buffer freed so far.
+    for (param, value) in [
+        (podvisor_runtime::MallocParam::ArenaMax, 1),
+        (podvisor_runtime::MallocParam::MmapThreshold, 128 * 1024),
+    ] {
+        if let Err(e) = podvisor_runtime::mallopt(param, value) {
+            eprintln!("podvisor: {e}");
+        }
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -24,35 +24,37 @@ pub fn render(store: &StatusStore) -> Result<String, std::fmt::Error> {
             .set(0);
     }
     let restarts = Family::<Labels, Counter>::default();
-    for entry in store.pods() {
-        let status = entry.pod.status.as_ref();
-        let phase = status
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_else(|| "Unknown".into());
-        phases
-            .get_or_create(&vec![("phase".to_string(), phase)])
-            .inc();
-        let meta = &entry.pod.metadata;
-        let all = status.into_iter().flat_map(|s| {
-            s.init_container_statuses
-                .iter()
-                .flatten()
-                .chain(s.container_statuses.iter().flatten())
-        });
-        for c in all {
-            let labels = vec![
-                (
-                    "namespace".to_string(),
-                    meta.namespace.clone().unwrap_or_default(),
-                ),
-                ("pod".to_string(), meta.name.clone().unwrap_or_default()),
-                ("container".to_string(), c.name.clone()),
-            ];
-            restarts
-                .get_or_create(&labels)
-                .inc_by(u64::try_from(c.restart_count).unwrap_or(0));
+    store.with_pods(|pods| {
+        for entry in pods {
+            let status = entry.pod.status.as_ref();
+            let phase = status
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_else(|| "Unknown".into());
+            phases
+                .get_or_create(&vec![("phase".to_string(), phase)])
+                .inc();
+            let meta = &entry.pod.metadata;
+            let all = status.into_iter().flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+            });
+            for c in all {
+                let labels = vec![
+                    (
+                        "namespace".to_string(),
+                        meta.namespace.clone().unwrap_or_default(),
+                    ),
+                    ("pod".to_string(), meta.name.clone().unwrap_or_default()),
+                    ("container".to_string(), c.name.clone()),
+                ];
+                restarts
+                    .get_or_create(&labels)
+                    .inc_by(u64::try_from(c.restart_count).unwrap_or(0));
+            }
         }
-    }
+    });
     registry.register("pods", "Static pods by phase", phases);
     registry.register(
         "container_restarts",

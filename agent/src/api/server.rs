@@ -191,6 +191,15 @@ fn serve_post(
 
 type Reply = Response<io::Cursor<Vec<u8>>>;
 
+/// The body of `GET /pods`, as the API server's `PodList`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PodList<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    items: Vec<&'a k8s_openapi::api::core::v1::Pod>,
+}
+
 /// Sets `Content-Type` (the values here are ASCII constants, which tiny_http accepts).
 fn typed<R: io::Read>(mut response: Response<R>, content_type: &str) -> Response<R> {
     if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
@@ -227,13 +236,18 @@ fn route(request: &Request, store: &StatusStore) -> Reply {
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segments.as_slice() {
         ["healthz"] => typed(Response::from_string("ok\n"), "text/plain"),
-        ["pods"] => {
-            let items: Vec<_> = store.pods().into_iter().map(|p| p.pod).collect();
+        // Serialized from the store as it is: a copy (or a JSON tree) of every pod per
+        // request would be megabytes of small allocations at 200 pods, each poll.
+        ["pods"] => store.with_pods(|pods| {
             json(
                 200,
-                &serde_json::json!({ "apiVersion": "v1", "kind": "PodList", "items": items }),
+                &PodList {
+                    api_version: "v1",
+                    kind: "PodList",
+                    items: pods.map(|e| &e.pod).collect(),
+                },
             )
-        }
+        }),
         ["pods", name] => match store.pod(name) {
             Ok(p) => json(200, &p.pod),
             Err(e) => lookup_error(&e),

@@ -194,6 +194,12 @@ impl StatusStore {
         self.read().pods.values().cloned().collect()
     }
 
+    /// Runs `f` over every pod under the read lock, without copying them (to serialize or
+    /// count them; `f` must not block: the supervisor waits to publish meanwhile).
+    pub fn with_pods<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &PodEntry>) -> R) -> R {
+        f(&mut self.read().pods.values())
+    }
+
     /// One pod by `namespace/name` or by a name unique across namespaces.
     pub fn pod(&self, name: &str) -> Result<PodEntry, LookupError> {
         let inner = self.read();

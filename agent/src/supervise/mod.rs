@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod phase;
 pub mod podplan;
 pub mod policy;
+pub mod pool;
 pub mod pull_backoff;
 pub mod reconcile;
 pub mod record;

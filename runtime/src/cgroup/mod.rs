@@ -44,16 +44,26 @@ pub fn find_mount(mountinfo: &str) -> Option<PathBuf> {
 }
 
 /// The cgroup2 mount of this host.
+///
+/// Found once per process and then remembered: with a few hundred containers
+/// `/proc/self/mountinfo` has as many overlay lines, and several calls per container start
+/// read and parse it all. Only a found mount is remembered (an init that mounts cgroup2
+/// after a failed look still finds it).
 pub fn mount_point() -> Result<PathBuf> {
+    static FOUND: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(found) = FOUND.get() {
+        return Ok(found.clone());
+    }
     let mi = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("read", "/proc/self/mountinfo", e))?;
-    find_mount(&mi).ok_or_else(|| {
+    let found = find_mount(&mi).ok_or_else(|| {
         Error::io(
             "find cgroup2 mount in",
             "/proc/self/mountinfo",
             std::io::Error::from_raw_os_error(libc::ENOENT),
         )
-    })
+    })?;
+    Ok(FOUND.get_or_init(|| found).clone())
 }
 
 /// Relative path of a container's cgroup under the cgroup2 mount. `linux.cgroupsPath`

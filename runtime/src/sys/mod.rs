@@ -12,7 +12,7 @@ mod misc;
 
 pub use bpf::attach_device_filter;
 pub use clone::{ReexecChild, fork_into_parent, spawn_reexec};
-pub use malloc::{MallocParam, mallopt};
+pub use malloc::{MallocParam, malloc_trim, mallopt};
 pub use misc::{
     SockFilter, block_into_signalfd, borrow_inherited, install_seccomp, mark_cloexec_from, mount,
     owned_from_inherited, pidfd_kill, unblock_all_signals,

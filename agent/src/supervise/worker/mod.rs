@@ -1,18 +1,17 @@
-//! One pod's worker: a thread that owns the pod's shim connection and `state.json`,
-//! starts containers as [`next_actions`] decides, applies exits, publishes the pod's
-//! status and events to the [`StatusStore`], and stops the pod gracefully on request.
+//! One pod's worker: it owns the pod's shim connection and `state.json`, starts
+//! containers as [`next_actions`] decides, applies exits, publishes the pod's status and
+//! events to the [`StatusStore`], and stops the pod gracefully on request.
 //!
-//! It blocks on one channel (shim exits and control messages) with a timeout only when a
-//! backoff is due, so an idle pod costs no CPU. Making a container's OCI bundle (image,
+//! It runs on the [`pool`](super::pool) while it has work and otherwise parks in its
+//! mailbox (shim exits and control messages) with a deadline only when a backoff is due,
+//! so an idle pod costs neither CPU nor a thread. Making a container's OCI bundle (image,
 //! rootfs, spec translation) is delegated to a [`BundleMaker`], which the agent backs
 //! with the model and rootfs crates and tests back with a fixed busybox bundle.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 
@@ -24,6 +23,7 @@ use super::podplan::{
     PodAction, apply_pull_backoff, apply_pull_failure, apply_start_failure, containers,
     ensure_records, next_actions,
 };
+use super::pool::Mailbox;
 use super::pull_backoff::PullBackoff;
 use super::record::{ContainerRecord, WaitReason};
 use super::shim::client::{ShimEvent, spawn_shim};
@@ -72,11 +72,41 @@ pub enum WorkerEnd {
     Failed(String),
 }
 
+/// A worker and its shim connection (none before the worker first ran): what parks in
+/// the mailbox while the pod waits.
+struct Task {
+    worker: Worker,
+    shim: Option<PodShim>,
+}
+
+type Mail = Mailbox<Event, Task>;
+
+/// How the worker ended, once it has.
+#[derive(Default)]
+struct Ending {
+    end: Mutex<Option<WorkerEnd>>,
+    ended: Condvar,
+}
+
+impl Ending {
+    fn set(&self, end: WorkerEnd) {
+        *self.end.lock().unwrap_or_else(PoisonError::into_inner) = Some(end);
+        self.ended.notify_all();
+    }
+}
+
 /// A running pod worker.
-#[derive(Debug)]
 pub struct PodWorker {
-    events: Sender<Event>,
-    thread: Option<JoinHandle<WorkerEnd>>,
+    mailbox: Arc<Mail>,
+    ending: Arc<Ending>,
+}
+
+impl std::fmt::Debug for PodWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodWorker")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
 }
 
 impl PodWorker {
@@ -88,48 +118,113 @@ impl PodWorker {
         config: WorkerConfig,
         store: StatusStore,
     ) -> Self {
-        let pod = pod.into();
-        let (tx, rx) = mpsc::channel();
-        let events = tx.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!(
-                "pod-{}",
-                pod.metadata.name.as_deref().unwrap_or_default()
-            ))
-            .spawn(move || Worker::new(pod, maker, config, store, tx, rx).run())
-            .ok();
-        Self { events, thread }
+        let mailbox = Mail::new(Task::resume);
+        let ending = Arc::new(Ending::default());
+        let worker = Worker::new(
+            pod.into(),
+            maker,
+            config,
+            store,
+            Arc::clone(&mailbox),
+            Arc::clone(&ending),
+        );
+        let task = Box::new(Task { worker, shim: None });
+        super::pool::submit(move || Task::resume(task));
+        Self { mailbox, ending }
     }
 
     /// Asks the pod to stop (gracefully); [`PodWorker::join`] waits for it.
     pub fn stop(&self) {
-        let _ = self.events.send(Event::Stop);
+        self.mailbox.send(Event::Stop);
     }
 
     /// Delivers a probe verdict about one of the pod's containers.
     pub fn probe(&self, container: &str, update: ProbeUpdate) {
-        let _ = self
-            .events
+        self.mailbox
             .send(Event::Probe(container.to_string(), update));
     }
 
     /// Lets go of the pod without stopping it (the agent is exiting): state is saved,
     /// the shim keeps the containers running and recording exits.
     pub fn detach(&self) {
-        let _ = self.events.send(Event::Detach);
+        self.mailbox.send(Event::Detach);
     }
 
     /// Whether the worker has ended.
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+        self.ending
+            .end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Waits for the worker to end.
-    pub fn join(mut self) -> WorkerEnd {
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(end)) => end,
-            Some(Err(_)) => WorkerEnd::Failed("pod worker panicked".into()),
-            None => WorkerEnd::Failed("pod worker thread could not be started".into()),
+    pub fn join(self) -> WorkerEnd {
+        let mut end = self
+            .ending
+            .end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(end) = end.take() {
+                return end;
+            }
+            end = self
+                .ending
+                .ended
+                .wait(end)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+impl Task {
+    /// Runs the worker until it parks or ends (on a pool thread: at its start, and each
+    /// time a message or its deadline resumes it).
+    fn resume(task: Box<Self>) {
+        let ending = Arc::clone(&task.worker.ending);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::work(task))) {
+            Ok(None) => {} // parked
+            Ok(Some(end)) => ending.set(end),
+            Err(_) => ending.set(WorkerEnd::Failed("pod worker panicked".into())),
+        }
+    }
+
+    /// The worker's loop: act on the plan, then wait for a message or the next deadline
+    /// by parking. `None` once parked, else how the worker ended.
+    fn work(mut task: Box<Self>) -> Option<WorkerEnd> {
+        let mailbox = Arc::clone(&task.worker.mailbox);
+        let mut message = mailbox.try_recv();
+        loop {
+            let wait = {
+                let Task { worker, shim } = &mut *task;
+                let shim = match shim {
+                    Some(s) => s,
+                    None => match worker.begin() {
+                        Ok(s) => shim.insert(s),
+                        Err(end) => return Some(end),
+                    },
+                };
+                if let Some(m) = message.take()
+                    && let Some(end) = worker.handle(shim, m)
+                {
+                    return Some(end);
+                }
+                if worker.stop_requested {
+                    return Some(match task.shim.take() {
+                        Some(shim) => task.worker.finish(shim),
+                        None => WorkerEnd::Failed("stopped without a shim".into()),
+                    });
+                }
+                match worker.pass(shim) {
+                    Some(wait) => wait,
+                    None => continue, // acted: look again at once
+                }
+            };
+            let deadline = wait.map(|t| Instant::now() + t);
+            let (back, m) = mailbox.park(task, deadline)?;
+            (task, message) = (back, Some(m));
         }
     }
 }
@@ -147,8 +242,8 @@ struct Worker {
     state: PodState,
     status: Option<PodStatus>,
     namespaces: BTreeMap<String, PathBuf>,
-    tx: Sender<Event>,
-    rx: Receiver<Event>,
+    mailbox: Arc<Mail>,
+    ending: Arc<Ending>,
     pending: VecDeque<ExitRecord>,
     stop_requested: bool,
     /// When the worker began (for the start latency metric), until it is observed.
@@ -157,6 +252,8 @@ struct Worker {
     probes: BTreeMap<String, ProbeView>,
     /// Image pull backoff per image of this pod (in memory, as the kubelet's).
     pull_backoff: PullBackoff,
+    /// The actions of the last pass (the same actions again mean they fail).
+    last_actions: Vec<PodAction>,
 }
 
 impl Worker {
@@ -165,8 +262,8 @@ impl Worker {
         maker: Box<dyn BundleMaker>,
         config: WorkerConfig,
         store: StatusStore,
-        tx: Sender<Event>,
-        rx: Receiver<Event>,
+        mailbox: Arc<Mail>,
+        ending: Arc<Ending>,
     ) -> Self {
         let meta = &pod.metadata;
         let uid = meta.uid.clone().unwrap_or_default();
@@ -197,13 +294,14 @@ impl Worker {
             state,
             status: None,
             namespaces: BTreeMap::new(),
-            tx,
-            rx,
+            mailbox,
+            ending,
             pending: VecDeque::new(),
             stop_requested: false,
             begun: Some(std::time::Instant::now()),
             probes: BTreeMap::new(),
             pull_backoff,
+            last_actions: Vec::new(),
         }
     }
 
@@ -225,9 +323,9 @@ impl Worker {
     /// Connects to the pod's live shim (re-adoption) or starts a new one.
     fn shim(&mut self) -> Result<PodShim, String> {
         let sock = self.dir.shim_socket();
-        let tx = self.tx.clone();
+        let mailbox = Arc::clone(&self.mailbox);
         let on_exit = move |e| {
-            let _ = tx.send(match e {
+            mailbox.send(match e {
                 ShimEvent::Exited(e) => Event::Exited(e),
                 ShimEvent::Closed => Event::ShimLost,
             });
@@ -295,16 +393,16 @@ impl Worker {
         }
     }
 
-    fn run(mut self) -> WorkerEnd {
+    /// The worker's first run: its saved state, its shim (started or re-adopted), and
+    /// what happened while no agent listened.
+    fn begin(&mut self) -> Result<PodShim, WorkerEnd> {
         if let Ok(Some(saved)) = self.dir.load()
             && saved.uid == self.uid
         {
             self.state = saved;
         }
         ensure_records(&self.pod, &mut self.state.containers);
-        // Starting a shim is another deep one-off (see on_fresh_stack).
-        let started = on_fresh_stack(|| self.shim()).unwrap_or_else(|e| Err(e.to_string()));
-        let mut shim = match started {
+        let mut shim = match self.shim() {
             Ok(s) => s,
             Err(e) => {
                 self.event(
@@ -313,58 +411,63 @@ impl Worker {
                     "FailedCreatePodSandBox",
                     e.clone(),
                 );
-                return WorkerEnd::Failed(e);
+                return Err(WorkerEnd::Failed(e));
             }
         };
         self.state.shim_pid = Some(shim.pid());
         self.adopt(&mut shim);
-        let mut last_actions = Vec::new();
-        while !self.stop_requested {
-            self.apply_pending();
-            let now = SystemTime::now();
-            let probes = self.probes.clone();
-            let plan = next_actions(&self.pod, &mut self.state.containers, &probes, now);
-            for action in plan.actions.clone() {
-                self.act(&mut shim, action);
-            }
-            self.publish();
-            // Look again at once after acting (a start may unblock the next step), unless
-            // the same actions were just tried: then something outside fails them, so
-            // wait a second rather than spin.
-            let repeated = !plan.actions.is_empty() && plan.actions == last_actions;
-            if !plan.actions.is_empty() && !repeated {
-                last_actions = plan.actions;
-                continue;
-            }
-            last_actions = plan.actions;
-            let mut timeout = plan
-                .wake_at
-                .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
-            if repeated {
-                timeout = Some(timeout.map_or(RETRY_PAUSE, |t| t.min(RETRY_PAUSE)));
-            }
-            let event = match timeout {
-                Some(t) => self.rx.recv_timeout(t),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            };
-            match event {
-                Ok(Event::Exited(e)) => self.pending.push_back(e),
-                Ok(Event::Stop) => self.stop_requested = true,
-                Ok(Event::Probe(container, update)) => {
-                    self.probe_update(&mut shim, &container, update)
-                }
-                Ok(Event::ShimLost) => match self.recover() {
-                    Ok(new) => shim = new,
-                    Err(e) => return WorkerEnd::Failed(e),
-                },
-                Ok(Event::Detach) => {
-                    self.publish();
-                    return WorkerEnd::Detached;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+        Ok(shim)
+    }
+
+    /// One pass: applies exits, acts on the plan, publishes the status. `None` when it
+    /// acted (a start may unblock the next step: look again at once), else how long to
+    /// wait for a message (`Some(None)`: no deadline).
+    fn pass(&mut self, shim: &mut PodShim) -> Option<Option<Duration>> {
+        self.apply_pending();
+        let now = SystemTime::now();
+        let probes = self.probes.clone();
+        let plan = next_actions(&self.pod, &mut self.state.containers, &probes, now);
+        for action in plan.actions.clone() {
+            self.act(shim, action);
+        }
+        self.publish();
+        // The same actions just tried again mean something outside fails them: wait a
+        // second rather than spin.
+        let repeated = !plan.actions.is_empty() && plan.actions == self.last_actions;
+        let acted = !plan.actions.is_empty();
+        self.last_actions = plan.actions;
+        if acted && !repeated {
+            return None;
+        }
+        let mut timeout = plan
+            .wake_at
+            .map(|t| t.duration_since(SystemTime::now()).unwrap_or_default());
+        if repeated {
+            timeout = Some(timeout.map_or(RETRY_PAUSE, |t| t.min(RETRY_PAUSE)));
+        }
+        Some(timeout)
+    }
+
+    /// Applies one message; how the worker ended if it did.
+    fn handle(&mut self, shim: &mut PodShim, message: Event) -> Option<WorkerEnd> {
+        match message {
+            Event::Exited(e) => self.pending.push_back(e),
+            Event::Stop => self.stop_requested = true,
+            Event::Probe(container, update) => self.probe_update(shim, &container, update),
+            Event::ShimLost => match self.recover() {
+                Ok(new) => *shim = new,
+                Err(e) => return Some(WorkerEnd::Failed(e)),
+            },
+            Event::Detach => {
+                self.publish();
+                return Some(WorkerEnd::Detached);
             }
         }
+        None
+    }
+
+    /// Stops the pod, its shim and its state.
+    fn finish(&mut self, mut shim: PodShim) -> WorkerEnd {
         self.stop(&mut shim);
         let shim_pid = shim.pid();
         if let Err(e) = shim.shutdown() {
@@ -582,14 +685,7 @@ impl Worker {
             }
             return;
         }
-        let (maker, pod, namespaces) = (&mut self.maker, &self.pod, &self.namespaces);
-        let made = on_fresh_stack(|| maker.make(pod, &spec, attempt, namespaces));
-        let bundle = match made.unwrap_or_else(|e| {
-            Err(BundleError {
-                reason: WaitReason::RunContainerError,
-                message: format!("start a thread to make the bundle: {e}"),
-            })
-        }) {
+        let bundle = match self.maker.make(&self.pod, &spec, attempt, &self.namespaces) {
             Ok(b) => b,
             Err(e) if e.reason == WaitReason::ErrImagePull => {
                 self.event(Some(name), EventType::Warning, "Failed", e.message.clone());
@@ -727,18 +823,4 @@ impl Worker {
             manifest: self.state.manifest.clone(),
         });
     }
-}
-
-/// Runs `f` on a short-lived thread and waits for it. Making a bundle (image config,
-/// OCI spec, JSON) needs a deep stack once per container start; on the pod's own
-/// long-lived thread those pages would stay resident for the pod's life.
-fn on_fresh_stack<T: Send>(f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
-    std::thread::scope(|s| {
-        let handle = std::thread::Builder::new()
-            .name("pod-bundle".into())
-            .spawn_scoped(s, f)?;
-        Ok(handle
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-    })
 }

@@ -140,7 +140,7 @@ impl Worker {
         targets: &[StopTarget],
         grace: std::time::Duration,
     ) -> Option<StopOutcome> {
-        let rx = &self.rx;
+        let mailbox = &self.mailbox;
         let mut queued = VecDeque::new();
         let mut stop_requested = false;
         // Events the main loop must still see: probe verdicts about containers not being
@@ -151,7 +151,7 @@ impl Worker {
         let mut wait = |names: &mut Vec<String>, deadline: Instant| {
             let mut got = Vec::new();
             while !names.is_empty() {
-                match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                match mailbox.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                     Ok(Event::Exited(e)) => match names.iter().position(|n| *n == e.container) {
                         Some(i) => {
                             names.remove(i);
@@ -175,7 +175,7 @@ impl Worker {
         };
         let outcome = shim.stop_group_via(targets, grace, &mut wait);
         for event in later {
-            let _ = self.tx.send(event);
+            self.mailbox.send(event);
         }
         self.pending.extend(queued);
         self.stop_requested |= stop_requested;
