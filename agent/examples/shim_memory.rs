@@ -128,7 +128,7 @@ fn main() {
             println!("holding for 20 s");
             std::thread::sleep(Duration::from_secs(20));
         }
-        for (shim, _, mut child) in running {
+        for (shim, _, child) in running {
             shim.shutdown().unwrap();
             child.wait().unwrap();
         }
@@ -145,7 +145,11 @@ fn start_shim(
     rootfs: &Path,
     uid: &str,
     n: usize,
-) -> (PodShim, i32, std::process::Child) {
+) -> (
+    PodShim,
+    i32,
+    podvisor::supervise::shim::reaper::ChildProcess,
+) {
     let args = ShimArgs {
         uid: uid.to_string(),
         runtime_root: dir.join("runtime"),
@@ -154,7 +158,7 @@ fn start_shim(
         cgroup_best_effort: true,
     };
     let state = dir.join("state");
-    let child = spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap();
+    let child = spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap();
     let mut shim = PodShim::connect(&PodStateDir::new(&state, uid).shim_socket()).unwrap();
     let mut first_pid = 0;
     for i in 0..n {

@@ -148,11 +148,11 @@ fn first_line(logs: &Path, name: &str) -> String {
 }
 
 /// Kills the shim if the test fails half-way, and removes the test's cgroup parent.
-struct Cleanup(Option<std::process::Child>);
+struct Cleanup(Option<podvisor::supervise::shim::reaper::ChildProcess>);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        if let Some(mut shim) = self.0.take() {
+        if let Some(shim) = self.0.take() {
             let _ = shim.kill();
             let _ = shim.wait();
         }
@@ -186,7 +186,7 @@ fn shim_runs_containers_records_exits_and_logs() {
         cgroup_best_effort: true,
     };
     let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
-    let shim = spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap();
+    let shim = spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap();
     let mut shim = Cleanup(Some(shim));
     let dir = PodStateDir::new(&state, "u1");
     let (tx, rx) = mpsc::channel();
@@ -413,7 +413,7 @@ fn graceful_stop_signals_waits_the_grace_period_then_kills() {
     };
     let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
     let _cleanup = Cleanup(Some(
-        spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap(),
+        spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap(),
     ));
     let mut shim = PodShim::connect(&PodStateDir::new(&state, "u2").shim_socket()).unwrap();
     let mut start = |name: &str, script: &str| {
@@ -525,7 +525,7 @@ fn shutdown_gives_up_on_a_process_that_cannot_die() {
     };
     let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
     let mut cleanup = Cleanup(Some(
-        spawn_shim(exe, &state, &args, Duration::from_secs(10)).unwrap(),
+        spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap(),
     ));
     let mut shim = PodShim::connect(&PodStateDir::new(&state, "u3").shim_socket()).unwrap();
     let name = "frozen";
@@ -584,7 +584,7 @@ fn shutdown_gives_up_on_a_process_that_cannot_die() {
         "the message names the cgroup and pids: {err}"
     );
     // The shim exits anyway.
-    let mut child = cleanup.0.take().unwrap();
+    let child = cleanup.0.take().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while child.try_wait().unwrap().is_none() {
         assert!(

@@ -84,4 +84,4 @@ mod sys;
 pub use error::{Error, Result};
 pub use init::run_if_container_init;
 pub use sys::SockFilter;
-pub use sys::{MallocParam, malloc_trim, mallopt};
+pub use sys::{MallocParam, ReexecChild, malloc_trim, mallopt, spawn_reexec, take_inherited_pipe};

@@ -304,9 +304,10 @@ struct Pending {
     quiet: Duration,
 }
 
-/// Quiet time after `IN_CLOSE_WRITE`, `IN_MOVED_TO`, deletes and renames: the file is
-/// complete, so it is read almost at once (the design's "running within milliseconds").
-const SETTLE_COMPLETE: Duration = Duration::from_millis(5);
+/// Quiet time after `IN_CLOSE_WRITE`, `IN_MOVED_TO`, deletes and renames: none, the file
+/// is complete, so it is read at once (the design's "running within milliseconds"). Events
+/// that arrived together are still handled together: they come in one read.
+const SETTLE_COMPLETE: Duration = Duration::ZERO;
 
 /// How often a missing directory is looked for again (inotify cannot watch what is not there).
 const RETRY_MISSING: Duration = Duration::from_millis(50);

@@ -310,6 +310,9 @@ pub(crate) fn spawn_init(
         namespaces: clone.namespaces,
         cgroup,
         userns_gate: gate.as_ref().map(|(r, _)| r.as_fd()),
+        // The init is in its own pid namespace, and sets its own mask.
+        new_process_group: false,
+        unblock_signals: false,
     };
     let (pid, pidfd) =
         spawn_reexec(&child).map_err(|e| Error::io("clone3 container init for", what, e))?;

@@ -1,8 +1,9 @@
 //! `clone3(2)` wrappers.
 //!
 //! [`spawn_reexec`] is called from a possibly multi-threaded process, so its child runs no
-//! Rust code: it only issues raw syscalls (`read`, `setresgid`, `setresuid`, `dup2`,
-//! `execve`, `_exit`), all async-signal-safe, on memory prepared before the clone.
+//! Rust code: it only issues raw syscalls (`read`, `setresgid`, `setresuid`, `setpgid`,
+//! `rt_sigprocmask`, `dup2`, `execve`, `_exit`), all async-signal-safe, on memory prepared
+//! before the clone.
 //! [`fork_into_parent`] is only called by the single-threaded container init, where a plain
 //! fork-like clone is safe.
 
@@ -53,6 +54,12 @@ pub struct ReexecChild<'a> {
     /// parent writes the id maps first, so that the exec keeps full capabilities in the
     /// namespace.
     pub userns_gate: Option<BorrowedFd<'a>>,
+    /// Put the child in a process group of its own (`setpgid(0, 0)`), so that signals to
+    /// the caller's terminal or group do not reach it.
+    pub new_process_group: bool,
+    /// Unblock every signal in the child before it executes (what the caller's thread
+    /// blocked would otherwise stay blocked in the new program).
+    pub unblock_signals: bool,
 }
 
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
@@ -73,6 +80,11 @@ pub fn spawn_reexec(child: &ReexecChild<'_>) -> io::Result<(i32, OwnedFd)> {
     let envp = null_terminated(child.envp);
     let fds: Vec<(RawFd, RawFd)> = child.fds.iter().map(|(s, d)| (s.as_raw_fd(), *d)).collect();
     let gate = child.userns_gate.map(|fd| fd.as_raw_fd());
+    let setup = ChildSetup {
+        gate,
+        new_process_group: child.new_process_group,
+        unblock_signals: child.unblock_signals,
+    };
     let mut pidfd: c_int = -1;
     let mut args = CloneArgs {
         flags: child.namespaces | CLONE_PIDFD,
@@ -96,7 +108,7 @@ pub fn spawn_reexec(child: &ReexecChild<'_>) -> io::Result<(i32, OwnedFd)> {
         )
     };
     if ret == 0 {
-        child_after_clone(gate, &fds, child.exe, &argv, &envp);
+        child_after_clone(&setup, &fds, child.exe, &argv, &envp);
     }
     if ret < 0 {
         return Err(io::Error::last_os_error());
@@ -106,15 +118,41 @@ pub fn spawn_reexec(child: &ReexecChild<'_>) -> io::Result<(i32, OwnedFd)> {
     Ok((ret as i32, pidfd))
 }
 
+/// What the child of [`spawn_reexec`] does before it executes, prepared before the clone.
+struct ChildSetup {
+    gate: Option<RawFd>,
+    new_process_group: bool,
+    unblock_signals: bool,
+}
+
 /// The child of [`spawn_reexec`]: raw syscalls only, never returns.
 fn child_after_clone(
-    gate: Option<RawFd>,
+    setup: &ChildSetup,
     fds: &[(RawFd, RawFd)],
     exe: &CStr,
     argv: &[*const c_char],
     envp: &[*const c_char],
 ) -> ! {
-    if let Some(gate) = gate {
+    if setup.new_process_group {
+        // SAFETY: setpgid takes plain integers; on failure the child stays in the
+        // caller's group, which only loses the signal isolation.
+        unsafe { libc::syscall(libc::SYS_setpgid, 0, 0) };
+    }
+    if setup.unblock_signals {
+        let empty: u64 = 0;
+        // SAFETY: rt_sigprocmask reads a kernel sigset (8 bytes, its size passed) from a
+        // live stack variable; it only changes this thread's mask.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK,
+                std::ptr::addr_of!(empty),
+                std::ptr::null_mut::<u64>(),
+                std::mem::size_of::<u64>(),
+            )
+        };
+    }
+    if let Some(gate) = setup.gate {
         let mut byte = 0u8;
         // SAFETY: reads one byte into a live stack variable from a descriptor we inherited.
         let n = unsafe { libc::read(gate, std::ptr::addr_of_mut!(byte).cast(), 1) };

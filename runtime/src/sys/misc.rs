@@ -183,3 +183,14 @@ pub fn block_into_signalfd(signals: &[i32]) -> io::Result<OwnedFd> {
     // SAFETY: signalfd just returned this new descriptor; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// Takes ownership of descriptor `fd`, inherited from the process that started this one,
+/// if it is open and a pipe; `None` otherwise (so a wrong number closes nothing else).
+/// Only for a descriptor the starter passed for the caller's one purpose.
+pub fn take_inherited_pipe(fd: RawFd) -> Option<OwnedFd> {
+    let st = rustix::fs::fstat(borrow_inherited(fd)).ok()?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Fifo {
+        return None;
+    }
+    owned_from_inherited(fd)
+}

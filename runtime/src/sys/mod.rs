@@ -15,5 +15,5 @@ pub use clone::{ReexecChild, fork_into_parent, spawn_reexec};
 pub use malloc::{MallocParam, malloc_trim, mallopt};
 pub use misc::{
     SockFilter, block_into_signalfd, borrow_inherited, install_seccomp, mark_cloexec_from, mount,
-    owned_from_inherited, pidfd_kill, unblock_all_signals,
+    owned_from_inherited, pidfd_kill, take_inherited_pipe, unblock_all_signals,
 };

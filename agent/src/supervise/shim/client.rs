@@ -5,17 +5,21 @@
 //! the caller of [`ShimClient::request`], `exited` pushes go to the supervisor's callback.
 //! It blocks in `epoll_wait`, so an idle pod costs no CPU and no thread of its own.
 
+use std::ffi::CString;
 use std::fs::OpenOptions;
 use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use podvisor_runtime::{ReexecChild, spawn_reexec};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use super::mux::Registration;
 use super::protocol::{self, PROTOCOL_VERSION, ProtocolError, Reply, Request};
+use super::reaper::ChildProcess;
 use super::server::ShimArgs;
 use crate::supervise::exit::ExitRecord;
 use crate::supervise::state::PodStateDir;
@@ -180,13 +184,21 @@ fn unexpected(reply: &Reply) -> ShimClientError {
 
 /// Starts `podvisor shim` for a pod (re-executing `exe`, normally `/proc/self/exe`) in
 /// its own process group, so signals to the agent's terminal or group do not reach it;
-/// its stderr goes to `<state>/pods/<uid>/shim.log`. Waits until its socket answers.
+/// its stderr goes to `<state>/pods/<uid>/shim.log`. With `cgroup` (a cgroup directory)
+/// the shim starts in that cgroup (`clone3` with `CLONE_INTO_CGROUP`). Waits until its
+/// socket answers.
+///
+/// Starting it there rather than moving it after the fact matters for start latency: a
+/// write to `cgroup.procs` takes the kernel's cgroup-wide thread-group lock for writing,
+/// and the first such write after a quiet spell waits for an RCU grace period (10–20 ms
+/// measured here), during which every fork on the host waits too.
 pub fn spawn_shim(
     exe: &Path,
     state_root: &Path,
     args: &ShimArgs,
+    cgroup: Option<&Path>,
     wait: Duration,
-) -> Result<Child, ShimClientError> {
+) -> Result<ChildProcess, ShimClientError> {
     let dir = PodStateDir::new(state_root, &args.uid);
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
@@ -199,45 +211,110 @@ pub fn spawn_shim(
         .append(true)
         .open(&log_path)
         .map_err(io("open", &log_path))?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("--state")
-        .arg(state_root)
-        .arg("shim")
-        .arg("--uid")
-        .arg(&args.uid)
-        .arg("--runtime-root")
-        .arg(&args.runtime_root)
-        .arg("--log-max-size")
-        .arg(args.log_max_size.to_string())
-        .arg("--log-max-files")
-        .arg(args.log_max_files.to_string());
+    let mut argv = vec![
+        exe.as_os_str().to_owned(),
+        "--state".into(),
+        state_root.as_os_str().to_owned(),
+        "shim".into(),
+        "--uid".into(),
+        args.uid.clone().into(),
+        "--runtime-root".into(),
+        args.runtime_root.as_os_str().to_owned(),
+        "--log-max-size".into(),
+        args.log_max_size.to_string().into(),
+        "--log-max-files".into(),
+        args.log_max_files.to_string().into(),
+    ];
     if args.cgroup_best_effort {
-        cmd.arg("--cgroup-best-effort");
+        argv.push("--cgroup-best-effort".into());
     }
     // A shim lives long with a small steady heap but short peaks (each container's
     // set-up reads its plan through a 4 MiB buffer): fixed glibc malloc thresholds give
     // such peaks back to the kernel instead of keeping them in the heap, which matters
     // with hundreds of shims.
-    cmd.env("MALLOC_MMAP_THRESHOLD_", "65536")
-        .env("MALLOC_TRIM_THRESHOLD_", "131072")
-        .env("MALLOC_ARENA_MAX", "1");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(io("spawn shim", exe))?;
+    let malloc = [
+        ("MALLOC_MMAP_THRESHOLD_", "65536"),
+        ("MALLOC_TRIM_THRESHOLD_", "131072"),
+        ("MALLOC_ARENA_MAX", "1"),
+    ];
+    let mut envp: Vec<std::ffi::OsString> = std::env::vars_os()
+        .filter(|(k, _)| !malloc.iter().any(|(m, _)| k == m))
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            kv
+        })
+        .collect();
+    envp.extend(malloc.iter().map(|(k, v)| format!("{k}={v}").into()));
+    envp.push(format!("{}=3", super::server::READY_FD_ENV).into());
+    let c_strings = |v: Vec<std::ffi::OsString>| -> io::Result<Vec<CString>> {
+        v.into_iter()
+            .map(|s| CString::new(s.into_vec()).map_err(io::Error::other))
+            .collect()
+    };
+    let spawn = || -> io::Result<(ChildProcess, std::os::fd::OwnedFd)> {
+        let argv = c_strings(argv.clone())?;
+        let envp = c_strings(envp.clone())?;
+        let exe = CString::new(exe.as_os_str().as_bytes()).map_err(io::Error::other)?;
+        // The child dups these onto 0 to 3, which it requires to be below them.
+        let above_stdio = |fd: &dyn AsFd| rustix::io::fcntl_dupfd_cloexec(fd, 4);
+        let null_in = above_stdio(&std::fs::File::open("/dev/null")?)?;
+        let null_out = above_stdio(&OpenOptions::new().write(true).open("/dev/null")?)?;
+        let log = above_stdio(&log)?;
+        let cgroup = cgroup
+            .map(|c| {
+                rustix::fs::open(
+                    c,
+                    rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )
+            })
+            .transpose()?;
+        let (ready_read, ready_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+        let ready_write = above_stdio(&ready_write)?;
+        let fds = [
+            (null_in.as_fd(), 0),
+            (null_out.as_fd(), 1),
+            (log.as_fd(), 2),
+            (ready_write.as_fd(), 3),
+        ];
+        let child = ReexecChild {
+            exe: &exe,
+            argv: &argv,
+            envp: &envp,
+            fds: &fds,
+            namespaces: 0,
+            cgroup: cgroup.as_ref().map(AsFd::as_fd),
+            userns_gate: None,
+            new_process_group: true,
+            unblock_signals: true,
+        };
+        let (pid, pidfd) = spawn_reexec(&child)?;
+        Ok((ChildProcess::new(pid.unsigned_abs(), pidfd), ready_read))
+    };
+    let (child, ready) = spawn().map_err(io("spawn shim", exe))?;
     let sock = dir.shim_socket();
     let deadline = Instant::now() + wait;
+    // The shim writes one byte once it listens; the pipe ends early (EOF) if it exits.
+    if wait_ready_byte(&ready, deadline) {
+        return Ok(child);
+    }
+    // No byte: the shim exited, or the time is up (or it did not announce itself): the
+    // checks below tell which.
     loop {
         if UnixStream::connect(&sock).is_ok() {
             return Ok(child);
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if child.has_exited() {
+            let _ = child.wait();
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
             return Err(ShimClientError::Io {
                 what: "shim exited at start",
                 path: log_path,
-                source: io::Error::other(format!("{status}: {}", text.trim())),
+                source: io::Error::other(text.trim().to_string()),
             });
         }
         if Instant::now() > deadline {
@@ -245,6 +322,29 @@ pub fn spawn_shim(
             let _ = child.wait();
             return Err(ShimClientError::Timeout(wait));
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits until `deadline` for the shim's ready byte on `ready`; whether it came.
+fn wait_ready_byte(ready: &std::os::fd::OwnedFd, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(timeout) = rustix::event::Timespec::try_from(left) else {
+            return false;
+        };
+        let mut fds = [rustix::event::PollFd::new(
+            ready,
+            rustix::event::PollFlags::IN,
+        )];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => return false,
+            Ok(_) => {
+                let mut byte = [0u8; 1];
+                return matches!(rustix::io::read(ready, &mut byte), Ok(1));
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return false,
+        }
     }
 }

@@ -35,10 +35,11 @@ pub fn shim_cgroup(pod_cgroup: &str) -> String {
 /// existing one). A controller that cannot be enabled is skipped: the runtime then
 /// reports it for the container that needs it.
 pub fn move_into(mount: &Path, rel: &str, pid: u32) -> io::Result<PathBuf> {
-    let (dir, warnings) =
-        make_path(mount, rel, false).map_err(|e| io::Error::new(e.source.kind(), e.to_string()))?;
-    for warning in warnings {
-        tracing::debug!(%warning, "shim cgroup: a controller was not enabled");
+    let dir = prepare(mount, rel)?;
+    if in_cgroup(pid, rel) {
+        // Already there (a re-adopted shim): a write would still take the kernel's
+        // cgroup-wide lock for writing (see spawn_shim).
+        return Ok(dir);
     }
     let procs = dir.join("cgroup.procs");
     std::fs::write(&procs, pid.to_string()).map_err(|e| {
@@ -48,6 +49,26 @@ pub fn move_into(mount: &Path, rel: &str, pid: u32) -> io::Result<PathBuf> {
         )
     })?;
     Ok(dir)
+}
+
+/// Creates the cgroup `rel` under the cgroup2 mount `mount` (and its parents) as
+/// [`move_into`] does, for a shim to be started in it. Returns its directory.
+pub fn prepare(mount: &Path, rel: &str) -> io::Result<PathBuf> {
+    let (dir, warnings) =
+        make_path(mount, rel, false).map_err(|e| io::Error::new(e.source.kind(), e.to_string()))?;
+    for warning in warnings {
+        tracing::debug!(%warning, "shim cgroup: a controller was not enabled");
+    }
+    Ok(dir)
+}
+
+/// Whether process `pid` is in the cgroup `rel` (its `0::` line in `/proc/PID/cgroup`).
+fn in_cgroup(pid: u32, rel: &str) -> bool {
+    let want = format!("/{}", rel.trim_matches('/'));
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.strip_prefix("0::") == Some(want.as_str()))
+    })
 }
 
 #[cfg(test)]

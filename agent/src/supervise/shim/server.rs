@@ -76,6 +76,23 @@ struct Shim {
     shutting_down: bool,
 }
 
+/// The environment variable by which the agent tells a shim it starts that descriptor 3 is
+/// the write end of a pipe on which to announce that `shim.sock` listens (one byte), so the
+/// agent waits for that instead of polling the socket.
+pub const READY_FD_ENV: &str = "PODVISOR_SHIM_READY_FD";
+
+/// Writes the ready byte on descriptor 3 and closes it, if the starter asked for it (and
+/// descriptor 3 is a pipe: a shim started by hand with the variable set closes nothing
+/// else).
+fn announce_ready() {
+    if std::env::var(READY_FD_ENV).ok().as_deref() != Some("3") {
+        return;
+    }
+    if let Some(fd) = podvisor_runtime::take_inherited_pipe(3) {
+        let _ = rustix::io::write(&fd, &[1]);
+    }
+}
+
 /// Runs the shim until a `shutdown` request: binds `shim.sock`, then serves.
 pub fn run_shim(config: ShimConfig) -> Result<(), ShimError> {
     become_subreaper().map_err(io_err("become child subreaper"))?;
@@ -103,6 +120,7 @@ pub fn run_shim(config: ShimConfig) -> Result<(), ShimError> {
     };
     add(listener.as_fd(), LISTENER, "listener")?;
     add(pump.as_fd(), PUMP, "log pump")?;
+    announce_ready();
     let devnull = File::open("/dev/null").map_err(io_err("open /dev/null"))?;
     let mut shim = Shim {
         config,

@@ -26,10 +26,10 @@ use super::podplan::{
 use super::pool::Mailbox;
 use super::pull_backoff::PullBackoff;
 use super::record::{ContainerRecord, WaitReason};
-use super::shim::client::{ShimEvent, spawn_shim};
+use super::shim::client::{ShimClientError, ShimEvent, spawn_shim};
 use super::shim::deadline::wait_exited;
 use super::shim::handle::PodShim;
-use super::shim::placement::{move_into, shim_cgroup};
+use super::shim::placement::{move_into, prepare, shim_cgroup};
 use super::shim::protocol::Request;
 use super::shim::reaper;
 use super::shim::server::ShimArgs;
@@ -349,14 +349,43 @@ impl Worker {
             log_max_files: self.config.rotate.max_files,
             cgroup_best_effort: self.config.cgroup_best_effort,
         };
-        let child = spawn_shim(
-            &self.config.exe,
-            &self.config.state_root,
-            &args,
-            Duration::from_secs(10),
-        )
-        .map_err(|e| e.to_string())?;
-        self.place_shim(child.id());
+        let spawn = |cgroup: Option<&std::path::Path>| {
+            spawn_shim(
+                &self.config.exe,
+                &self.config.state_root,
+                &args,
+                cgroup,
+                Duration::from_secs(10),
+            )
+        };
+        // Started in its pod's cgroup; should that fail (no CLONE_INTO_CGROUP, or the cgroup
+        // cannot be made), started where the agent is and moved.
+        let cgroup = self.shim_cgroup().and_then(|(mount, rel)| {
+            prepare(&mount, &rel)
+                .inspect_err(
+                    |e| tracing::warn!(pod = %self.key, error = %e, "create the shim's cgroup"),
+                )
+                .ok()
+        });
+        let child = match cgroup.as_deref().map(|c| spawn(Some(c))) {
+            Some(Ok(child)) => child,
+            Some(Err(
+                e @ ShimClientError::Io {
+                    what: "spawn shim", ..
+                },
+            )) => {
+                tracing::warn!(pod = %self.key, error = %e, "start the shim in its cgroup; moving it there instead");
+                let child = spawn(None).map_err(|e| e.to_string())?;
+                self.place_shim(child.id());
+                child
+            }
+            Some(Err(e)) => return Err(e.to_string()),
+            None => {
+                let child = spawn(None).map_err(|e| e.to_string())?;
+                self.place_shim(child.id());
+                child
+            }
+        };
         // The shim outlives this worker (and the agent); while the agent lives it is the
         // shim's parent: the reaper thread collects its exit status (no zombie).
         reaper::reap(child);
@@ -367,17 +396,26 @@ impl Worker {
     /// [`super::shim::placement`]), so that stopping the agent's cgroup spares it. A shim
     /// already there is left as it is (the write is idempotent).
     fn place_shim(&self, pid: u32) {
-        let Some(parent) = &self.config.cgroup_parent else {
+        let Some((mount, rel)) = self.shim_cgroup() else {
             return;
         };
-        let pod_cgroup = pod_cgroup(parent, crate::pod::qos::pod_qos(&self.pod), &self.uid);
-        let rel = shim_cgroup(&pod_cgroup);
-        let moved = podvisor_runtime::cgroup::mount_point()
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|mount| move_into(&mount, &rel, pid));
-        if let Err(e) = moved {
+        if let Err(e) = move_into(&mount, &rel, pid) {
             // It still works from the agent's cgroup; it just would not survive its stop.
             tracing::warn!(pod = %self.key, error = %e, "move the shim into its pod's cgroup");
+        }
+    }
+
+    /// The cgroup2 mount and the shim's cgroup below it; none without `--cgroup-parent`
+    /// or a cgroup2 mount.
+    fn shim_cgroup(&self) -> Option<(PathBuf, String)> {
+        let parent = self.config.cgroup_parent.as_ref()?;
+        let pod_cgroup = pod_cgroup(parent, crate::pod::qos::pod_qos(&self.pod), &self.uid);
+        match podvisor_runtime::cgroup::mount_point() {
+            Ok(mount) => Some((mount, shim_cgroup(&pod_cgroup))),
+            Err(e) => {
+                tracing::warn!(pod = %self.key, error = %e, "find the cgroup2 mount for the shim");
+                None
+            }
         }
     }
 
