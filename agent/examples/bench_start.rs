@@ -96,6 +96,7 @@ fn wait_started(inotify: &mut Inotify, timeout: Duration) -> Option<Instant> {
 struct Agent {
     label: &'static str,
     dir: PathBuf,
+    state: PathBuf,
     child: Child,
     bin: PathBuf,
     cgroup_parent: String,
@@ -123,9 +124,19 @@ impl Agent {
             .unwrap();
         assert!(out.status.success(), "image import failed");
         let cgroup_parent = format!("/podvisor-bench-{}-{label}", std::process::id());
+        // The state directory where production has it: on the tmpfs the script mounts as
+        // /run would be (BENCH_RUN_DIR), else beside the rest.
+        let state = std::env::var_os("BENCH_RUN_DIR").map_or_else(
+            || dir.join("state"),
+            |run| {
+                Path::new(&run)
+                    .join(&label[label.len() - 1..])
+                    .join("state")
+            },
+        );
         let mut cmd = Command::new(bin);
         cmd.arg("--state")
-            .arg(dir.join("state"))
+            .arg(&state)
             .arg("agent")
             .arg("--manifests")
             .arg(dir.join("manifests"))
@@ -156,6 +167,7 @@ impl Agent {
         let agent = Self {
             label,
             dir,
+            state,
             child,
             bin: bin.to_path_buf(),
             cgroup_parent,
@@ -171,7 +183,7 @@ impl Agent {
     fn cli_ok(&self) -> bool {
         Command::new(&self.bin)
             .arg("--state")
-            .arg(self.dir.join("state"))
+            .arg(&self.state)
             .arg("ps")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -194,7 +206,7 @@ impl Agent {
             let log = std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default();
             let status = Command::new(&self.bin)
                 .arg("--state")
-                .arg(self.dir.join("state"))
+                .arg(&self.state)
                 .args(["ps"])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
@@ -213,7 +225,7 @@ impl Agent {
 
     /// Waits until the agent removed every pod's state (the previous pod fully stopped).
     fn wait_empty(&self) {
-        let pods = self.dir.join("state/pods");
+        let pods = self.state.join("pods");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let n = std::fs::read_dir(&pods).map_or(0, |d| d.count());
