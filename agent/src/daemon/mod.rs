@@ -9,8 +9,8 @@
 //!
 //! The loop is level-triggered: every pass compares the latest desired set with the
 //! workers that exist ([`pods::Pods::reconcile`]). Nothing in it blocks on a pod: image
-//! pulls, rootfs preparation, container starts and graceful stops all happen on the
-//! pod's own worker thread. `sd_notify` READY is sent after the first pass. SIGTERM or
+//! pulls, rootfs preparation, container starts and graceful stops all happen in the
+//! pod's own worker, on the worker pool ([`crate::supervise::pool`]). `sd_notify` READY is sent after the first pass. SIGTERM or
 //! SIGINT ends the agent leaving pods running (their shims keep them; the next agent
 //! re-adopts them) unless `--stop-pods-on-exit`; SIGHUP re-reads every manifest.
 //! With `--kubeconfig` the mirror task gets the status store's pods after every pass

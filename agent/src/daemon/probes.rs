@@ -82,7 +82,7 @@ impl ExecRunner for RuntimeExec {
     }
 }
 
-/// One pod's side of the engine, used from its worker thread through the bundle maker.
+/// One pod's side of the engine, used from its worker through the bundle maker.
 #[derive(Debug, Clone)]
 pub struct PodProbes {
     engine: Arc<Engine>,
