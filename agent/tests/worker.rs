@@ -700,3 +700,60 @@ fn pre_stop_sleep_runs_before_the_stop_signal_within_the_grace_period() {
     assert!(text.contains(" stdout F got TERM"), "{text}");
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
 }
+
+/// A maker whose first `make` waits until the test lets it go: an image pull that takes a
+/// while.
+struct SlowPull {
+    inner: Busybox,
+    release: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+impl BundleMaker for SlowPull {
+    fn make(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        attempt: u32,
+        namespaces: &BTreeMap<String, PathBuf>,
+    ) -> Result<PathBuf, BundleError> {
+        if let Some(release) = self.release.take() {
+            let _ = release.recv_timeout(Duration::from_secs(30));
+        }
+        self.inner.make(pod, container, attempt, namespaces)
+    }
+}
+
+#[test]
+fn a_new_pod_is_shown_container_creating_while_its_first_bundle_is_made() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let _kill = KillShims(tmp.path().join("state"));
+    let store = StatusStore::new();
+    let (release, pulling) = std::sync::mpsc::channel();
+    let inner = Busybox::new(tmp.path());
+    let cgroup = inner.cgroup.clone();
+    let maker = SlowPull {
+        inner,
+        release: Some(pulling),
+    };
+    let p = pod("w7", vec![], vec![container("app", "sleep 30")], 1);
+    let worker = PodWorker::start(p, Box::new(maker), config(tmp.path()), store.clone());
+    wait_until("the pod in the store", || store.pod("w7-node1").is_ok());
+    let status = status_of(&store, "w7-node1");
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    let waiting = status.container_statuses.as_ref().unwrap()[0]
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.clone());
+    assert_eq!(waiting.as_deref(), Some("ContainerCreating"));
+    release.send(()).unwrap();
+    wait_until("Running", || {
+        status_of(&store, "w7-node1").phase.as_deref() == Some("Running")
+    });
+    worker.stop();
+    assert_eq!(worker.join(), WorkerEnd::Stopped);
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/unified").join(&cgroup));
+}

@@ -440,6 +440,17 @@ impl Worker {
             self.state = saved;
         }
         ensure_records(&self.pod, &mut self.state.containers);
+        // A new pod is visible at once (`ContainerCreating`), not only once its first
+        // containers are started, which waits for image pulls. (A re-adopted one is
+        // published once its shim's view is applied.)
+        let fresh = self
+            .state
+            .containers
+            .iter()
+            .all(|r| r.running.is_none() && r.last_exit.is_none());
+        if fresh {
+            self.publish_status(false);
+        }
         let mut shim = match self.shim() {
             Ok(s) => s,
             Err(e) => {
@@ -837,9 +848,15 @@ impl Worker {
         if let Err(e) = self.dir.save(&self.state) {
             self.event(None, EventType::Warning, "FailedSaveState", e.to_string());
         }
+        self.publish_status(true);
+    }
+
+    /// Publishes the pod with its status (`sandbox_ready`: the shim holds the pod's
+    /// namespaces).
+    fn publish_status(&mut self, sandbox_ready: bool) {
         let facts = PodFacts {
             start_time: Some(self.state.start_time),
-            sandbox_ready: true,
+            sandbox_ready,
             qos_class: Some(crate::pod::qos::pod_qos(&self.pod).as_str().to_owned()),
             ..PodFacts::default()
         };
