@@ -75,10 +75,34 @@ pub fn node_name(args: &AgentArgs) -> String {
         .unwrap_or_else(crate::render::default_node_name)
 }
 
+/// The longest path a unix socket can have (`sun_path` is 108 bytes with the final NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// Refuses a state directory too long for the sockets under it: each shim listens on
+/// `<state>/pods/<uid>/shim.sock` (a static pod's UID has 32 characters), the agent on
+/// `<state>/agent.sock`. Said at start, naming the flag, rather than by each pod's shim
+/// failing to bind.
+fn check_socket_room(state: &std::path::Path) -> anyhow::Result<()> {
+    let longest = state.join("pods").join("0".repeat(32)).join("shim.sock");
+    let len = longest.as_os_str().len();
+    if len > SOCKET_PATH_MAX {
+        anyhow::bail!(
+            "--state {}: too long ({} bytes): the shim sockets below it would have {len}-byte \
+             paths, more than the {SOCKET_PATH_MAX} a unix socket path can have; use a state \
+             directory of at most {} bytes (the default is /run/podvisor)",
+            state.display(),
+            state.as_os_str().len(),
+            state.as_os_str().len() - (len - SOCKET_PATH_MAX),
+        );
+    }
+    Ok(())
+}
+
 /// Runs the agent until SIGTERM/SIGINT.
 pub fn run(args: &AgentArgs, state: &std::path::Path) -> anyhow::Result<Exit> {
     let started = Instant::now();
     let node = node_name(args);
+    check_socket_room(state)?;
     for dir in [state, args.root.as_path(), args.log_dir.as_path()] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -275,4 +299,25 @@ fn report_problems(status: &StatusStore, set: &DesiredSet, reported: &mut BTreeS
         status.set_manifest_error(path.clone(), problem.to_string());
     }
     *reported = now;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_directories_too_long_for_shim_sockets_are_refused_by_name() {
+        assert!(check_socket_room(std::path::Path::new("/run/podvisor")).is_ok());
+        let longest_ok = format!("/{}", "s".repeat(58));
+        assert!(check_socket_room(std::path::Path::new(&longest_ok)).is_ok());
+        let too_long = format!("/{}", "s".repeat(59));
+        let e = check_socket_room(std::path::Path::new(&too_long))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("--state {too_long}: too long (60 bytes)")),
+            "{e}"
+        );
+        assert!(e.contains("at most 59 bytes"), "{e}");
+    }
 }
