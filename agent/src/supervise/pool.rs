@@ -103,12 +103,26 @@ fn run_jobs(pool: &'static Pool) {
         s.idle -= 1;
         if wait.timed_out() && s.jobs.is_empty() {
             s.threads -= 1;
+            let last = s.threads == 0;
             drop(s);
-            // The burst this thread served is over: its malloc cache goes back to the heap
-            // when it ends, and what the burst freed goes back to the kernel now.
-            podvisor_runtime::malloc_trim();
+            // The burst this thread served is over: what it freed goes back to the kernel
+            // (its malloc cache returns to the heap as it ends; the last thread's trim
+            // takes that too).
+            trim_heap(last);
             return;
         }
+    }
+}
+
+/// Trims the heap when the pool's last thread ends, and otherwise at most once per
+/// [`IDLE_EXIT`]: after a burst of 200 starts, 200 threads end together and one trim (a walk
+/// of the whole heap) serves them all.
+fn trim_heap(last: bool) {
+    static LAST_TRIM: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut at = lock(&LAST_TRIM);
+    if last || at.is_none_or(|t| t.elapsed() >= IDLE_EXIT) {
+        podvisor_runtime::malloc_trim();
+        *at = Some(Instant::now());
     }
 }
 
