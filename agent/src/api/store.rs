@@ -168,7 +168,19 @@ impl StatusStore {
 
     /// Removes a pod by `namespace/name`.
     pub fn remove_pod(&self, key: &str) -> Option<PodEntry> {
+        self.remove_pod_if(key, |_| true)
+    }
+
+    /// Removes pod `key` if it is the one with UID `uid` (a newer pod of that name stays).
+    pub fn remove_pod_with_uid(&self, key: &str, uid: &str) -> Option<PodEntry> {
+        self.remove_pod_if(key, |e| e.pod.metadata.uid.as_deref() == Some(uid))
+    }
+
+    fn remove_pod_if(&self, key: &str, which: impl Fn(&PodEntry) -> bool) -> Option<PodEntry> {
         let mut inner = self.write();
+        if !inner.pods.get(key).is_some_and(which) {
+            return None;
+        }
         let was = inner.pods.remove(key);
         let watch = inner.ready_watch.clone();
         drop(inner);
@@ -314,6 +326,18 @@ mod tests {
             log_dir: PathBuf::from("/nonexistent"),
             manifest: None,
         }
+    }
+
+    #[test]
+    fn removal_by_uid_spares_a_newer_pod_of_the_same_name() {
+        let store = StatusStore::new();
+        let mut newer = entry("default", "web-n1");
+        newer.pod.metadata.uid = Some("new".into());
+        store.upsert_pod(newer);
+        assert!(store.remove_pod_with_uid("default/web-n1", "old").is_none());
+        assert!(store.pod("default/web-n1").is_ok());
+        assert!(store.remove_pod_with_uid("default/web-n1", "new").is_some());
+        assert!(store.pod("default/web-n1").is_err());
     }
 
     #[test]

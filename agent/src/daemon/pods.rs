@@ -168,6 +168,7 @@ impl Pods {
     pub fn reconcile(&mut self, desired: &DesiredSet) -> Option<Instant> {
         let now = Instant::now();
         let existing = self.supervisor.uids();
+        self.forget_failed(desired, &existing);
         let held = self.order.held(desired, &existing);
         let mut wake = None::<Instant>;
         let mut pods: Vec<Arc<Pod>> = Vec::new();
@@ -226,6 +227,25 @@ impl Pods {
             .unwrap_or_default();
         wanted.sort();
         running != wanted || !self.orphans.is_empty()
+    }
+
+    /// Pods whose worker failed (waiting for a retry) and which no manifest wants any more:
+    /// their retry, leftovers and published status go (no worker will stop them).
+    fn forget_failed(&mut self, desired: &DesiredSet, existing: &[String]) {
+        let gone: Vec<String> = self
+            .retry
+            .keys()
+            .filter(|uid| !existing.contains(uid) && !desired.pods.values().any(|p| &p.uid == *uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.retry.remove(&uid);
+            if let Some(k) = self.known.remove(&uid) {
+                self.remove_leftovers(&uid, &k);
+                self.env.status.remove_pod_with_uid(&k.key, &uid);
+                tracing::info!(pod = %k.key, uid = %uid, "failed pod removed");
+            }
+        }
     }
 
     fn handle_ended(&mut self, ended: Vec<(String, WorkerEnd)>) {
