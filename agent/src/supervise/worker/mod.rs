@@ -394,7 +394,7 @@ impl Worker {
 
     /// Moves a shim out of the agent's cgroup into its pod's (see
     /// [`super::shim::placement`]), so that stopping the agent's cgroup spares it. A shim
-    /// already there is left as it is (the write is idempotent).
+    /// already there is left as it is (see [`move_into`]).
     fn place_shim(&self, pid: u32) {
         let Some((mount, rel)) = self.shim_cgroup() else {
             return;
