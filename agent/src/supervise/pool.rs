@@ -351,15 +351,15 @@ mod tests {
     struct Echo {
         mailbox: Arc<Mailbox<u32, Echo>>,
         seen: mpsc::Sender<Option<u32>>,
-        deadline: Option<Instant>,
+        /// The deadline of each parking in turn; then none.
+        deadlines: std::collections::VecDeque<Instant>,
     }
 
     fn resume(mut w: Box<Echo>) {
         let mut message = w.mailbox.try_recv();
         loop {
             let _ = w.seen.send(message);
-            // Parks with its deadline while that is ahead, then without one.
-            let deadline = w.deadline.filter(|d| *d > Instant::now());
+            let deadline = w.deadlines.pop_front();
             let mailbox = Arc::clone(&w.mailbox);
             match mailbox.park(w, deadline) {
                 Some((back, m)) => (w, message) = (back, Some(m)),
@@ -368,13 +368,18 @@ mod tests {
         }
     }
 
-    fn echo(deadline: Option<Instant>) -> (Arc<Mailbox<u32, Echo>>, mpsc::Receiver<Option<u32>>) {
+    /// An [`Echo`] parking with deadlines this far from now, one per parking.
+    fn echo(deadlines_ms: &[u64]) -> (Arc<Mailbox<u32, Echo>>, mpsc::Receiver<Option<u32>>) {
         let (tx, rx) = mpsc::channel();
         let mailbox = Mailbox::new(resume);
+        let now = Instant::now();
         let worker = Box::new(Echo {
             mailbox: Arc::clone(&mailbox),
             seen: tx,
-            deadline,
+            deadlines: deadlines_ms
+                .iter()
+                .map(|ms| now + Duration::from_millis(*ms))
+                .collect(),
         });
         submit(move || resume(worker));
         (mailbox, rx)
@@ -384,7 +389,7 @@ mod tests {
 
     #[test]
     fn a_parked_worker_is_resumed_by_each_message_in_order() {
-        let (mailbox, seen) = echo(None);
+        let (mailbox, seen) = echo(&[]);
         assert_eq!(seen.recv_timeout(WAIT).unwrap(), None); // first run
         for n in 1..=3 {
             mailbox.send(n);
@@ -394,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_parked_worker_is_resumed_at_its_deadline_and_only_once() {
-        let (_mailbox, seen) = echo(Some(Instant::now() + Duration::from_millis(100)));
+        let (_mailbox, seen) = echo(&[100]);
         assert_eq!(seen.recv_timeout(WAIT).unwrap(), None); // first run
         // The deadline: resumed without a message, then parked without a deadline.
         assert_eq!(seen.recv_timeout(WAIT).unwrap(), None);
@@ -403,14 +408,16 @@ mod tests {
 
     #[test]
     fn a_stale_deadline_does_not_wake_a_later_parking() {
-        let (mailbox, seen) = echo(Some(Instant::now() + Duration::from_millis(200)));
+        // Parks until 500 ms; a message resumes it at once and it parks until 1500 ms. The
+        // first parking's timer, at 500 ms, must not wake the second parking.
+        let t0 = Instant::now();
+        let (mailbox, seen) = echo(&[500, 1500]);
         assert_eq!(seen.recv_timeout(WAIT).unwrap(), None);
-        // A message before the deadline resumes it; it parks again (same deadline, still
-        // ahead), so the first parking's timer must not count for the second.
         mailbox.send(7);
         assert_eq!(seen.recv_timeout(WAIT).unwrap(), Some(7));
-        assert_eq!(seen.recv_timeout(WAIT).unwrap(), None); // the second parking's timer
-        assert!(seen.recv_timeout(Duration::from_millis(400)).is_err());
+        assert_eq!(seen.recv_timeout(WAIT).unwrap(), None);
+        let woke = t0.elapsed();
+        assert!(woke >= Duration::from_millis(1500), "woken after {woke:?}");
     }
 
     #[test]
