@@ -106,8 +106,8 @@ fn run_jobs(pool: &'static Pool) {
             let last = s.threads == 0;
             drop(s);
             // The burst this thread served is over: what it freed goes back to the kernel
-            // (its malloc cache returns to the heap as it ends; the last thread's trim
-            // takes that too).
+            // (the malloc caches of the threads that ended before it are in the heap by
+            // now, so the last thread's trim takes those too).
             trim_heap(last);
             return;
         }
