@@ -597,3 +597,30 @@ fn shutdown_gives_up_on_a_process_that_cannot_die() {
         .unwrap_or_default();
     assert!(log.contains("still running"), "shim.log: {log}");
 }
+
+#[test]
+fn a_shim_that_exits_at_start_is_reported_with_its_status_and_log() {
+    // Any program that exits stands in for a shim that cannot start (no root needed).
+    let tmp = tempfile::tempdir().unwrap();
+    let args = ShimArgs {
+        uid: "u4".into(),
+        runtime_root: tmp.path().join("runtime"),
+        log_max_size: 1 << 20,
+        log_max_files: 2,
+        cgroup_best_effort: true,
+    };
+    let script = tmp.path().join("fails");
+    std::fs::write(&script, "#!/bin/sh\necho cannot start >&2\nexit 3\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let err = spawn_shim(
+        &script,
+        &tmp.path().join("state"),
+        &args,
+        None,
+        Duration::from_secs(10),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("shim exited at start"), "{err}");
+    assert!(err.ends_with("exit status: 3: cannot start"), "{err}");
+}

@@ -309,12 +309,14 @@ pub fn spawn_shim(
             return Ok(child);
         }
         if child.has_exited() {
-            let _ = child.wait();
+            let status = child
+                .wait()
+                .map_or_else(|e| format!("status unknown ({e})"), |s| s.to_string());
             let text = std::fs::read_to_string(&log_path).unwrap_or_default();
             return Err(ShimClientError::Io {
                 what: "shim exited at start",
                 path: log_path,
-                source: io::Error::other(text.trim().to_string()),
+                source: io::Error::other(format!("{status}: {}", text.trim())),
             });
         }
         if Instant::now() > deadline {
