@@ -16,6 +16,17 @@ use podvisor::supervise::shim::server::ShimArgs;
 use podvisor::supervise::state::PodStateDir;
 use serde_json::json;
 
+/// A shim for pod `uid` with its runtime state under `dir`, logs rotated at 1 MiB × 2.
+fn shim_args(dir: &Path, uid: &str) -> ShimArgs {
+    ShimArgs {
+        uid: uid.into(),
+        runtime_root: dir.join("runtime"),
+        log_max_size: 1 << 20,
+        log_max_files: 2,
+        cgroup_best_effort: true,
+    }
+}
+
 fn require_root() -> bool {
     if rustix::process::geteuid().is_root() {
         return true;
@@ -179,11 +190,9 @@ fn shim_runs_containers_records_exits_and_logs() {
     let logs = tmp.path().join("logs");
     let rootfs = busybox_rootfs(tmp.path());
     let args = ShimArgs {
-        uid: "u1".into(),
-        runtime_root: tmp.path().join("runtime"),
         log_max_size: 10 * 1024 * 1024,
         log_max_files: 5,
-        cgroup_best_effort: true,
+        ..shim_args(tmp.path(), "u1")
     };
     let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
     let shim = spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap();
@@ -404,13 +413,7 @@ fn graceful_stop_signals_waits_the_grace_period_then_kills() {
     let state = tmp.path().join("state");
     let logs = tmp.path().join("logs");
     let rootfs = busybox_rootfs(tmp.path());
-    let args = ShimArgs {
-        uid: "u2".into(),
-        runtime_root: tmp.path().join("runtime"),
-        log_max_size: 1 << 20,
-        log_max_files: 2,
-        cgroup_best_effort: true,
-    };
+    let args = shim_args(tmp.path(), "u2");
     let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
     let _cleanup = Cleanup(Some(
         spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap(),
@@ -516,13 +519,7 @@ fn shutdown_gives_up_on_a_process_that_cannot_die() {
     let state = tmp.path().join("state");
     let logs = tmp.path().join("logs");
     let rootfs = busybox_rootfs(tmp.path());
-    let args = ShimArgs {
-        uid: "u3".into(),
-        runtime_root: tmp.path().join("runtime"),
-        log_max_size: 1 << 20,
-        log_max_files: 2,
-        cgroup_best_effort: true,
-    };
+    let args = shim_args(tmp.path(), "u3");
     let exe = Path::new(env!("CARGO_BIN_EXE_podvisor"));
     let mut cleanup = Cleanup(Some(
         spawn_shim(exe, &state, &args, None, Duration::from_secs(10)).unwrap(),
@@ -602,13 +599,7 @@ fn shutdown_gives_up_on_a_process_that_cannot_die() {
 fn a_shim_that_exits_at_start_is_reported_with_its_status_and_log() {
     // Any program that exits stands in for a shim that cannot start (no root needed).
     let tmp = tempfile::tempdir().unwrap();
-    let args = ShimArgs {
-        uid: "u4".into(),
-        runtime_root: tmp.path().join("runtime"),
-        log_max_size: 1 << 20,
-        log_max_files: 2,
-        cgroup_best_effort: true,
-    };
+    let args = shim_args(tmp.path(), "u4");
     let script = tmp.path().join("fails");
     std::fs::write(&script, "#!/bin/sh\necho cannot start >&2\nexit 3\n").unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
