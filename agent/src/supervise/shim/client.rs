@@ -253,9 +253,9 @@ pub fn spawn_shim(
             .map(|s| CString::new(s.into_vec()).map_err(io::Error::other))
             .collect()
     };
-    let spawn = || -> io::Result<(ChildProcess, std::os::fd::OwnedFd)> {
-        let argv = c_strings(argv.clone())?;
-        let envp = c_strings(envp.clone())?;
+    let spawn = move || -> io::Result<(ChildProcess, std::os::fd::OwnedFd)> {
+        let argv = c_strings(argv)?;
+        let envp = c_strings(envp)?;
         let exe = CString::new(exe.as_os_str().as_bytes()).map_err(io::Error::other)?;
         // The child dups these onto 0 to 3, which it requires to be below them.
         let above_stdio = |fd: &dyn AsFd| rustix::io::fcntl_dupfd_cloexec(fd, 4);

@@ -54,12 +54,6 @@ impl ChildProcess {
         !matches!(waitid(WaitId::PidFd(self.pidfd.as_fd()), options), Ok(None))
     }
 
-    /// Collects its exit status if it has exited; whether it is gone.
-    fn try_reap(&self) -> bool {
-        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG;
-        !matches!(waitid(WaitId::PidFd(self.pidfd.as_fd()), options), Ok(None))
-    }
-
     /// Sends SIGKILL.
     pub fn kill(&self) -> io::Result<()> {
         Ok(pidfd_send_signal(self.pidfd.as_fd(), Signal::KILL)?)
@@ -135,7 +129,8 @@ fn run(rx: &Receiver<ChildProcess>, wake: &OwnedFd) {
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        watched.retain(|child| !child.try_reap());
+        // Collected, or an error (nothing left to wait for): gone.
+        watched.retain(|child| matches!(child.try_wait(), Ok(None)));
         let mut fds = Vec::with_capacity(watched.len() + 1);
         fds.push(PollFd::new(wake, PollFlags::IN));
         fds.extend(watched.iter().map(|c| PollFd::new(&c.pidfd, PollFlags::IN)));
