@@ -423,8 +423,10 @@ mod tests {
     #[test]
     fn a_blocked_job_does_not_hold_up_the_next() {
         let (release, blocked) = mpsc::channel::<()>();
+        // Blocked for longer than the second job is waited for: should that job queue
+        // behind this one, the wait below runs out first.
         submit(move || {
-            let _ = blocked.recv_timeout(WAIT);
+            let _ = blocked.recv_timeout(3 * WAIT);
         });
         let (done, ran) = mpsc::channel();
         submit(move || {
